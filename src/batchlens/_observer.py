@@ -1,0 +1,256 @@
+"""The seam between processing and telemetry.
+
+Processors report what happens to a batch and its records to one ``Observer``; tracing, metrics, logging and
+Sentry are observers. Processing never depends on what an observer does: ``ObserverChain`` guards every call, so
+a fault in telemetry is logged once, counted, and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from batchlens._sources import Source
+
+__all__ = [
+    "FAILURE",
+    "SKIPPED",
+    "SUCCESS",
+    "BatchInfo",
+    "Observer",
+    "ObserverChain",
+    "RecordInfo",
+    "current_record",
+    "telemetry_fault_count",
+]
+
+SUCCESS = "success"
+FAILURE = "failure"
+SKIPPED = "skipped"
+
+_log = logging.getLogger("batchlens")
+
+
+class RecordInfo:
+    """What happened to one record. Created by the processor; observers may keep state in ``span``/``token``/``extra``.
+
+    Attributes:
+        index: Position of the record in the batch.
+        raw: The raw record as Lambda delivered it.
+        start_ns / end_ns: ``time.perf_counter_ns()`` around the record's processing.
+        outcome: ``"success"``, ``"failure"`` or ``"skipped"`` (not attempted: circuit breaker, deadline).
+        result: The handler's return value on success.
+        exception: The exception on failure or skip.
+    """
+
+    __slots__ = ("end_ns", "exception", "extra", "index", "outcome", "raw", "result", "span", "start_ns", "token")
+
+    def __init__(self, index: int, raw: Any, start_ns: int) -> None:
+        self.index = index
+        self.raw = raw
+        self.start_ns = start_ns
+        self.end_ns = start_ns
+        self.outcome: str | None = None
+        self.result: Any = None
+        self.exception: BaseException | None = None
+        self.span: Any = None
+        self.token: Any = None
+        self.extra: Any = None
+
+    @property
+    def duration_s(self) -> float:
+        """Processing time in seconds."""
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+class BatchInfo:
+    """What happened to one batch.
+
+    Attributes:
+        source: The event source strategy (identifier, destination, attributes of records).
+        records: The raw records.
+        destination: The destination shared by all records, or None when they differ.
+        lambda_context: The Lambda context given to the processor, if any.
+        success_count / failure_count / skipped_count: Set before ``batch_end``.
+        entire_batch_failed: Every record failed (or was skipped).
+        error: The exception leaving the batch (e.g. BatchProcessingError), if any.
+    """
+
+    __slots__ = (
+        "destination",
+        "end_ns",
+        "entire_batch_failed",
+        "error",
+        "extra",
+        "failure_count",
+        "lambda_context",
+        "record_infos",
+        "records",
+        "skipped_count",
+        "source",
+        "span",
+        "start_ns",
+        "success_count",
+        "token",
+    )
+
+    def __init__(self, source: Source, records: list[Any], lambda_context: Any, start_ns: int) -> None:
+        self.source = source
+        self.records = records
+        self.lambda_context = lambda_context
+        self.start_ns = start_ns
+        self.end_ns = start_ns
+        self.destination = _shared_destination(source, records)
+        self.success_count = 0
+        self.failure_count = 0
+        self.skipped_count = 0
+        self.entire_batch_failed = False
+        self.error: BaseException | None = None
+        self.record_infos: list[RecordInfo] = []
+        self.span: Any = None
+        self.token: Any = None
+        self.extra: dict[str, Any] = {}
+
+    @property
+    def size(self) -> int:
+        """Number of records in the batch."""
+        return len(self.records)
+
+    @property
+    def duration_s(self) -> float:
+        """Batch processing time in seconds."""
+        return (self.end_ns - self.start_ns) / 1e9
+
+    def tally(self) -> None:
+        """Count outcomes of the records seen so far (called by the processor before ``batch_end``)."""
+        success = failure = skipped = 0
+        for rec in self.record_infos:
+            if rec.outcome == SUCCESS:
+                success += 1
+            elif rec.outcome == SKIPPED:
+                skipped += 1
+            else:
+                failure += 1
+        self.success_count = success
+        self.failure_count = failure + skipped
+        self.skipped_count = skipped
+        self.entire_batch_failed = bool(self.records) and success == 0 and len(self.record_infos) == len(self.records)
+
+
+def _shared_destination(source: Source, records: list[Any]) -> str | None:
+    if not records:
+        return None
+    first = source.destination(records[0])
+    for raw in records[1:]:
+        if source.destination(raw) != first:
+            return None
+    return first
+
+
+class Observer(Protocol):
+    """Receives batch and record events. Implementations may raise; the chain isolates them."""
+
+    def batch_start(self, batch: BatchInfo) -> None:
+        """A batch is about to be processed."""
+
+    def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
+        """A record is about to be processed (called in the thread/task that processes it)."""
+
+    def record_success(self, batch: BatchInfo, record: RecordInfo) -> None:
+        """A record's handler returned; ``record.result`` holds its value."""
+
+    def record_failure(self, batch: BatchInfo, record: RecordInfo) -> None:
+        """A record failed (``outcome="failure"``) or was skipped (``outcome="skipped"``)."""
+
+    def batch_end(self, batch: BatchInfo) -> None:
+        """The batch is done; counts are set; ``batch.error`` holds what is raised, if anything."""
+
+    def flush(self, timeout_millis: int) -> None:
+        """Export what is buffered, within ``timeout_millis``."""
+
+
+_fault_count = 0
+_reported: set[tuple[str, str]] = set()
+
+
+def telemetry_fault_count() -> int:
+    """How many telemetry faults have been caught in this process."""
+    return _fault_count
+
+
+def _fault(observer: object, hook: str) -> None:
+    global _fault_count
+    _fault_count += 1
+    key = (type(observer).__qualname__, hook)
+    if key not in _reported:
+        _reported.add(key)
+        _log.warning(
+            "batchlens telemetry fault in %s.%s; processing continues (reported once)",
+            key[0],
+            hook,
+            exc_info=True,
+        )
+
+
+class ObserverChain:
+    """Calls each observer in turn; an exception from one is reported and never reaches the processor."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, observers: Iterable[Observer]) -> None:
+        self.observers: tuple[Observer, ...] = tuple(observers)
+
+    def batch_start(self, batch: BatchInfo) -> None:
+        for observer in self.observers:
+            try:
+                observer.batch_start(batch)
+            except Exception:
+                _fault(observer, "batch_start")
+
+    def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
+        for observer in self.observers:
+            try:
+                observer.record_start(batch, record)
+            except Exception:
+                _fault(observer, "record_start")
+
+    def record_success(self, batch: BatchInfo, record: RecordInfo) -> None:
+        # reverse order, so the observer that opened a span first closes it last
+        for observer in reversed(self.observers):
+            try:
+                observer.record_success(batch, record)
+            except Exception:
+                _fault(observer, "record_success")
+
+    def record_failure(self, batch: BatchInfo, record: RecordInfo) -> None:
+        for observer in reversed(self.observers):
+            try:
+                observer.record_failure(batch, record)
+            except Exception:
+                _fault(observer, "record_failure")
+
+    def batch_end(self, batch: BatchInfo) -> None:
+        for observer in reversed(self.observers):
+            try:
+                observer.batch_end(batch)
+            except Exception:
+                _fault(observer, "batch_end")
+
+    def flush(self, timeout_millis: int) -> None:
+        for observer in self.observers:
+            try:
+                observer.flush(timeout_millis)
+            except Exception:
+                _fault(observer, "flush")
+
+
+_CURRENT: ContextVar[RecordInfo | None] = ContextVar("batchlens_current_record", default=None)
+
+
+def current_record() -> RecordInfo | None:
+    """The record being processed in this thread/task, when telemetry is on."""
+    return _CURRENT.get()

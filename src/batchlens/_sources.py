@@ -1,0 +1,364 @@
+"""One strategy object per event source: where a record keeps its identifier, destination and trace context.
+
+All per-source knowledge lives here, so processors and telemetry never branch on the event type.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "DYNAMODB",
+    "GENERIC",
+    "KAFKA",
+    "KINESIS",
+    "SQS",
+    "EventType",
+    "MissingField",
+    "Source",
+    "detect_source",
+    "source_for",
+]
+
+
+class EventType(enum.Enum):
+    """The event sources a batch processor can read."""
+
+    SQS = "SQS"
+    KinesisDataStreams = "KinesisDataStreams"
+    DynamoDBStreams = "DynamoDBStreams"
+    Kafka = "Kafka"
+
+
+class MissingField(Exception):
+    """A record lacks the field that identifies it; ``field`` is its dotted path."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+_BATCH_TYPE_ERROR = "Unexpected batch event type. Possible values are: SQS, KinesisDataStreams, DynamoDBStreams, Kafka"
+_KAFKA_TYPE_ERROR = (
+    "Invalid Kafka event structure. Expected 'records' to be a non-empty dict with topic-partition keys."
+)
+
+
+def _nonempty_str(value: Any, field: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise MissingField(field)
+
+
+class Source:
+    """Behaviour shared by all sources; subclasses fill in what differs."""
+
+    event_type: EventType | None = None
+    messaging_system = "unknown"
+    event_source = "unknown"
+    id_field = "id"
+    data_class_path = ""
+
+    def __init__(self) -> None:
+        self._data_class: type[Any] | None = None
+        self._destinations: dict[str, str | None] = {}
+
+    # -- records -----------------------------------------------------------------------------------------
+    def records_from_event(self, event: Any) -> list[Any]:
+        """Return the batch's records; AttributeError when ``event`` is not a mapping."""
+        records = event.get("Records", [])
+        if not records or not isinstance(records, list):
+            from batchlens.exceptions import UnexpectedBatchTypeError
+
+            raise UnexpectedBatchTypeError(_BATCH_TYPE_ERROR)
+        return records
+
+    @property
+    def data_class(self) -> type[Any]:
+        """The event source data class wrapping a raw record (imported on first use)."""
+        cls = self._data_class
+        if cls is None:
+            import importlib
+
+            module_name, _, name = self.data_class_path.rpartition(".")
+            cls = getattr(importlib.import_module(module_name), name)
+            self._data_class = cls
+        return cls
+
+    def wrap(self, raw: Any) -> Any:
+        """Wrap a raw record in its data class."""
+        return self.data_class(raw)
+
+    # -- identity ----------------------------------------------------------------------------------------
+    def identifier(self, raw: Any) -> Any:
+        """The ``itemIdentifier`` reported for a failed raw record. Raises MissingField."""
+        try:
+            return _nonempty_str(raw[self.id_field], self.id_field)
+        except (KeyError, TypeError, IndexError):
+            raise MissingField(self.id_field) from None
+
+    def identifier_of_model(self, model: Any) -> Any:
+        """The ``itemIdentifier`` of a record parsed into a pydantic model."""
+        return getattr(model, self.id_field)
+
+    def identifier_of(self, obj: Any) -> Any:
+        """The ``itemIdentifier`` of a failed record as handed to ``failure_handler``. Raises MissingField."""
+        raw = getattr(obj, "raw_event", None)
+        if raw is not None or obj is None or isinstance(obj, Mapping):
+            return self.identifier(obj if raw is None else raw)
+        try:
+            return self.identifier_of_model(obj)
+        except AttributeError:
+            raise MissingField(self.id_field) from None
+
+    def message_id(self, raw: Any) -> str | None:
+        """The ``messaging.message.id`` of a raw record, or None when it has none."""
+        try:
+            return self.identifier(raw)  # type: ignore[no-any-return]
+        except MissingField:
+            return None
+
+    # -- destination and attributes ------------------------------------------------------------------------
+    def _name_from_arn(self, arn: str) -> str | None:
+        return None
+
+    def destination(self, raw: Any) -> str | None:
+        """The queue, stream, table or topic the record came from."""
+        try:
+            arn = raw.get("eventSourceARN") or raw.get("eventSourceArn")
+        except AttributeError:
+            return None
+        if not isinstance(arn, str):
+            return None
+        cache = self._destinations
+        try:
+            return cache[arn]
+        except KeyError:
+            name = self._name_from_arn(arn)
+            if len(cache) < 1024:
+                cache[arn] = name
+            return name
+
+    def record_attributes(self, raw: Any) -> dict[str, Any]:
+        """Source-specific span attributes of one record (set at span start)."""
+        return {}
+
+    def producer_headers(self, raw: Any) -> tuple[str | None, Mapping[str, str] | None]:
+        """The producer's trace context: (X-Ray trace header, W3C carrier) — None where absent."""
+        return None, None
+
+
+class _SqsSource(Source):
+    event_type = EventType.SQS
+    messaging_system = "aws_sqs"
+    event_source = "aws:sqs"
+    id_field = "messageId"
+    data_class_path = "batchlens.data_classes.sqs.SQSRecord"
+
+    def identifier_of_model(self, model: Any) -> Any:
+        return model.messageId
+
+    def _name_from_arn(self, arn: str) -> str | None:
+        name = arn.rsplit(":", 1)[-1]
+        return name or None
+
+    def record_attributes(self, raw: Any) -> dict[str, Any]:
+        attrs = raw.get("attributes")
+        out: dict[str, Any] = {}
+        if isinstance(attrs, Mapping):
+            count = attrs.get("ApproximateReceiveCount")
+            if count is not None:
+                try:
+                    out["batchlens.sqs.receive_count"] = int(count)
+                except (TypeError, ValueError):
+                    pass
+            group = attrs.get("MessageGroupId")
+            if isinstance(group, str):
+                out["batchlens.sqs.message_group_id"] = group
+        return out
+
+    def producer_headers(self, raw: Any) -> tuple[str | None, Mapping[str, str] | None]:
+        xray: str | None = None
+        attrs = raw.get("attributes")
+        if isinstance(attrs, Mapping):
+            header = attrs.get("AWSTraceHeader")
+            if isinstance(header, str):
+                xray = header
+        carrier: dict[str, str] | None = None
+        message_attributes = raw.get("messageAttributes")
+        if isinstance(message_attributes, Mapping) and message_attributes:
+            for key in ("traceparent", "tracestate"):
+                attr = message_attributes.get(key)
+                if isinstance(attr, Mapping):
+                    value = attr.get("stringValue")
+                    if isinstance(value, str):
+                        if carrier is None:
+                            carrier = {}
+                        carrier[key] = value
+        return xray, carrier
+
+
+class _KinesisSource(Source):
+    event_type = EventType.KinesisDataStreams
+    messaging_system = "aws.kinesis"
+    event_source = "aws:kinesis"
+    id_field = "kinesis.sequenceNumber"
+    data_class_path = "batchlens.data_classes.kinesis.KinesisStreamRecord"
+
+    def identifier(self, raw: Any) -> Any:
+        try:
+            return _nonempty_str(raw["kinesis"]["sequenceNumber"], self.id_field)
+        except (KeyError, TypeError, IndexError):
+            raise MissingField(self.id_field) from None
+
+    def identifier_of_model(self, model: Any) -> Any:
+        return model.kinesis.sequenceNumber
+
+    def _name_from_arn(self, arn: str) -> str | None:
+        _, sep, rest = arn.partition(":stream/")
+        return rest.split("/", 1)[0] or None if sep else None
+
+    def record_attributes(self, raw: Any) -> dict[str, Any]:
+        event_id = raw.get("eventID")
+        if isinstance(event_id, str) and ":" in event_id:
+            return {"messaging.destination.partition.id": event_id.split(":", 1)[0]}
+        return {}
+
+
+_DDB_OPERATIONS = {"INSERT": "insert", "MODIFY": "edit", "REMOVE": "delete"}
+
+
+class _DynamoDBSource(Source):
+    event_type = EventType.DynamoDBStreams
+    messaging_system = "aws.dynamodb"
+    event_source = "aws:dynamodb"
+    id_field = "dynamodb.SequenceNumber"
+    data_class_path = "batchlens.data_classes.dynamodb.DynamoDBRecord"
+
+    def identifier(self, raw: Any) -> Any:
+        try:
+            return _nonempty_str(raw["dynamodb"]["SequenceNumber"], self.id_field)
+        except (KeyError, TypeError, IndexError):
+            raise MissingField(self.id_field) from None
+
+    def identifier_of_model(self, model: Any) -> Any:
+        return model.dynamodb.SequenceNumber
+
+    def _name_from_arn(self, arn: str) -> str | None:
+        _, sep, rest = arn.partition(":table/")
+        return rest.split("/", 1)[0] or None if sep else None
+
+    def record_attributes(self, raw: Any) -> dict[str, Any]:
+        operation = _DDB_OPERATIONS.get(raw.get("eventName"))
+        return {"faas.document.operation": operation} if operation else {}
+
+
+class _KafkaSource(Source):
+    event_type = EventType.Kafka
+    messaging_system = "kafka"
+    event_source = "aws:kafka"
+    id_field = "topic/partition/offset"
+    data_class_path = "batchlens.data_classes.kafka.KafkaEventRecord"
+
+    def records_from_event(self, event: Any) -> list[Any]:
+        grouped = event.get("records", {})
+        if not grouped or not isinstance(grouped, dict):
+            from batchlens.exceptions import UnexpectedBatchTypeError
+
+            raise UnexpectedBatchTypeError(_KAFKA_TYPE_ERROR)
+        return [record for records in grouped.values() for record in records]
+
+    def identifier(self, raw: Any) -> Any:
+        try:
+            topic, partition, offset = raw["topic"], raw["partition"], raw["offset"]
+        except (KeyError, TypeError, IndexError) as exc:
+            raise MissingField(str(exc.args[0]) if exc.args and isinstance(exc, KeyError) else "topic") from None
+        return {"partition": f"{topic}-{partition}", "offset": offset}
+
+    def identifier_of_model(self, model: Any) -> Any:
+        return {"partition": f"{model.topic}-{model.partition}", "offset": model.offset}
+
+    def message_id(self, raw: Any) -> str | None:
+        try:
+            return f"{raw['topic']}-{raw['partition']}@{raw['offset']}"
+        except (KeyError, TypeError, IndexError):
+            return None
+
+    def destination(self, raw: Any) -> str | None:
+        try:
+            topic = raw.get("topic")
+        except AttributeError:
+            return None
+        return topic if isinstance(topic, str) else None
+
+    def record_attributes(self, raw: Any) -> dict[str, Any]:
+        partition = raw.get("partition")
+        return {"messaging.destination.partition.id": str(partition)} if partition is not None else {}
+
+
+class _GenericSource(Source):
+    """Records of unknown origin (custom processors fed other events): best-effort identifiers."""
+
+    def message_id(self, raw: Any) -> str | None:
+        if isinstance(raw, Mapping):
+            for key in ("messageId", "eventID", "id"):
+                value = raw.get(key)
+                if isinstance(value, str):
+                    return value
+        return None
+
+
+SQS = _SqsSource()
+KINESIS = _KinesisSource()
+DYNAMODB = _DynamoDBSource()
+KAFKA = _KafkaSource()
+GENERIC = _GenericSource()
+
+_BY_TYPE: dict[EventType, Source] = {
+    EventType.SQS: SQS,
+    EventType.KinesisDataStreams: KINESIS,
+    EventType.DynamoDBStreams: DYNAMODB,
+    EventType.Kafka: KAFKA,
+}
+_BY_EVENT_SOURCE: dict[str, Source] = {
+    "aws:sqs": SQS,
+    "aws:kinesis": KINESIS,
+    "aws:dynamodb": DYNAMODB,
+    "aws:kafka": KAFKA,
+    "SelfManagedKafka": KAFKA,
+    "aws:SelfManagedKafka": KAFKA,
+}
+
+
+def source_for(event_type: EventType) -> Source:
+    """The strategy object of an event type."""
+    return _BY_TYPE[event_type]
+
+
+def detect_source(record: Any) -> Source:
+    """Guess a record's source from its ``eventSource`` field (GENERIC when unknown)."""
+    if isinstance(record, Mapping):
+        value = record.get("eventSource")
+        if isinstance(value, str):
+            return _BY_EVENT_SOURCE.get(value, GENERIC)
+        if "topic" in record and "offset" in record:
+            return KAFKA
+    return GENERIC
+
+
+def detect_event_type(event: Any) -> EventType | None:
+    """Guess an event's type from its first record; None when it cannot be told."""
+    if not isinstance(event, Mapping):
+        return None
+    records = event.get("Records")
+    if isinstance(records, list) and records:
+        return detect_source(records[0]).event_type
+    grouped = event.get("records")
+    if isinstance(grouped, dict) and grouped:
+        return EventType.Kafka
+    source = event.get("eventSource")
+    if isinstance(source, str) and source in _BY_EVENT_SOURCE:
+        return _BY_EVENT_SOURCE[source].event_type
+    return None
