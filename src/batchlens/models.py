@@ -77,9 +77,7 @@ def _header_bytes(value: Any) -> bytes:
 
 
 # DynamoDB numbers carry up to 38 significant digits; any rounding would silently change stored values.
-_DDB_NUMBER_CONTEXT = Context(
-    Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow]
-)
+_DDB_NUMBER_CONTEXT = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
 # Used only to fold trailing zeros into the exponent; it must refuse to drop significant digits.
 _DDB_TRIM_CONTEXT = Context(prec=38)
 _DDB_TRIM_CONTEXT.traps[Inexact] = True
