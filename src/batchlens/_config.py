@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from batchlens._env import env_bool, env_choice, env_int
+from batchlens._env import env_bool, env_choice, env_int, parse_bool
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -69,6 +69,18 @@ class Telemetry:
     meter_provider: MeterProvider | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("tracing", "metrics", "logging", "capture_response", "sentry"):
+            value = getattr(self, name)
+            # a string such as "false" is truthy: parse it instead of letting it switch the feature on
+            if isinstance(value, str):
+                object.__setattr__(self, name, parse_bool(name, value))
+            elif not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r} is not valid; expected True or False")
+        for name, choices in (("success_log_level", LOG_LEVELS), ("flush", FLUSH_MODES)):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; accepted values: {', '.join(choices)}")
+        if self.sentry_dsn is not None:
+            object.__setattr__(self, "sentry_dsn", self.sentry_dsn.strip() or None)
         level = self.success_log_level.strip().lower()
         if level not in LOG_LEVELS:
             raise ValueError(
@@ -113,6 +125,8 @@ class Telemetry:
         env = os.environ if environ is None else environ
         d = cls()
         redact_raw = env.get("BATCHLENS_REDACT_KEYS")
+        if redact_raw is not None and not redact_raw.strip():
+            redact_raw = None  # blank means unset, as for every other variable: never silently no redaction
         values: dict[str, Any] = {
             "tracing": env_bool(env, "BATCHLENS_TRACING", d.tracing),
             "metrics": env_bool(env, "BATCHLENS_METRICS", d.metrics),
@@ -127,7 +141,7 @@ class Telemetry:
             ),
             "redact_keys": tuple(redact_raw.split(",")) if redact_raw is not None else d.redact_keys,
             "sentry": env_bool(env, "BATCHLENS_SENTRY_ENABLED", d.sentry),
-            "sentry_dsn": env.get("BATCHLENS_SENTRY_DSN") or env.get("SENTRY_DSN") or None,
+            "sentry_dsn": env.get("BATCHLENS_SENTRY_DSN", "").strip() or env.get("SENTRY_DSN") or None,
             "flush": env_choice(env, "BATCHLENS_FLUSH", d.flush, FLUSH_MODES),
         }
         values.update(overrides)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncBatchProcessor", "BasePartialBatchProcessor", "BasePartialProcessor", "BatchProcessor"]
 
 _STREAM_TYPES = (EventType.KinesisDataStreams, EventType.DynamoDBStreams, EventType.Kafka)
+_BOOKKEEPING_LOCK = threading.Lock()
 
 
 def _handler_name(handler: Any) -> str:
@@ -220,8 +222,11 @@ class BasePartialProcessor(ABC):
         entry = ("fail", f"{exception[0]}:{exception[1]}", record)
         if self.logger is not None and exception[0] is not None and exception[1] is not None and exception[2]:
             self.logger.warning("Record processing exception; skipping this record", exc_info=exception[1])
-        self.exceptions.append(exception)
-        self.fail_messages.append(record)
+        # one lock for the pair: worker threads (max_workers > 1) must not interleave them, or the
+        # exception infos would no longer line up with the failed records
+        with _BOOKKEEPING_LOCK:
+            self.exceptions.append(exception)
+            self.fail_messages.append(record)
         current = _CURRENT.get()
         if current is not None:
             if current.outcome is None:
@@ -378,6 +383,7 @@ class BasePartialBatchProcessor(BasePartialProcessor):
         self.deadline_margin_ms: int | None = deadline_margin_ms
         self._stop_on_first_failure = False
         self._stopped = False
+        self._deadline_remaining: int | None = None
         super().__init__(logger=logger, telemetry=telemetry)
 
     def response(self) -> PartialItemFailureResponse:
@@ -390,6 +396,7 @@ class BasePartialBatchProcessor(BasePartialProcessor):
         self.exceptions.clear()
         self.batch_response = {"batchItemFailures": []}
         self._stopped = False
+        self._deadline_remaining = None
 
     def _clean(self) -> None:
         if not self.fail_messages:
@@ -450,17 +457,25 @@ class BasePartialBatchProcessor(BasePartialProcessor):
         if self._stopped:
             return (StreamCircuitBreakerError, StreamCircuitBreakerError("A previous record failed processing"), None)
         margin = self.deadline_margin_ms
-        if margin is not None and self._context is not None:
+        if margin is None or self._context is None:
+            return None
+        if self._deadline_remaining is None:
             try:
-                remaining = self._context.get_remaining_time_in_millis()
+                value = self._context.get_remaining_time_in_millis()
             except Exception:
+                value = None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                # a context without a usable clock (a test double, say) disables the guard, never processing
                 return None
-            if remaining < margin:
-                error = DeadlineExceededError(
-                    f"Not started: {remaining} ms left in the invocation, below the {margin} ms deadline margin"
-                )
-                return (DeadlineExceededError, error, None)
-        return None
+            remaining = int(value)
+            if remaining >= margin:
+                return None
+            # latched: once the margin is crossed no later record starts, whatever the clock says next
+            self._deadline_remaining = remaining
+        error = DeadlineExceededError(
+            f"Not started: {self._deadline_remaining} ms left in the invocation, below the {margin} ms deadline margin"
+        )
+        return (DeadlineExceededError, error, None)
 
     def _skip_record(self, raw: Any, reason: ExceptionInfo) -> Any:
         """Report ``raw`` as failed without running the handler."""
@@ -514,8 +529,10 @@ def _validate_workers(name: str, value: Any) -> int:
 
 def _stop_policy(event_type: EventType, stop_on_first_failure: bool | None) -> bool:
     if stop_on_first_failure is None:
-        # the variable applies to stream processors only; SQS ordering is the FIFO processors' job
-        return event_type in _STREAM_TYPES and env_bool(os.environ, "BATCHLENS_STOP_ON_FIRST_FAILURE", False)
+        # parsed for every processor, so a typo fails everywhere; applied to stream processors only, since
+        # ordered SQS is the FIFO processors' job
+        from_env = env_bool(os.environ, "BATCHLENS_STOP_ON_FIRST_FAILURE", False)
+        return from_env and event_type in _STREAM_TYPES
     if stop_on_first_failure and event_type not in _STREAM_TYPES:
         raise ValueError(
             f"stop_on_first_failure is for stream event types (KinesisDataStreams, DynamoDBStreams, Kafka), not "
@@ -566,7 +583,8 @@ class BatchProcessor(BasePartialBatchProcessor):
         self._stop_on_first_failure = _stop_policy(self.event_type, stop_on_first_failure)
         if self._stop_on_first_failure and self.max_workers > 1:
             raise ValueError(
-                "stop_on_first_failure needs ordered processing; it cannot be combined with max_workers > 1"
+                f"stop_on_first_failure needs ordered processing; it cannot be combined with "
+                f"max_workers={self.max_workers} (check BATCHLENS_STOP_ON_FIRST_FAILURE and BATCHLENS_MAX_WORKERS)"
             )
 
     def process(self) -> list[Any]:
@@ -675,15 +693,17 @@ class AsyncBatchProcessor(BasePartialBatchProcessor):
             for index, record in enumerate(records):
                 entries.append(await self._async_guarded(index, record))
             return entries
-        run: Callable[[int, Any], Awaitable[Any]] = (
+        unlimited: Callable[[int, Any], Awaitable[Any]] = (
             self._async_guarded if self._has_short_circuits() else self._async_run_one
         )
+        run = unlimited
         if self.max_concurrency is not None and self.max_concurrency < len(records):
             semaphore = asyncio.Semaphore(self.max_concurrency)
 
             async def limited(index: int, record: Any) -> Any:
+                # the deadline guard runs inside the semaphore: a record "starts" when it gets a slot
                 async with semaphore:
-                    return await run(index, record)
+                    return await unlimited(index, record)
 
             run = limited
         entries = list(await asyncio.gather(*[run(i, record) for i, record in enumerate(records)]))

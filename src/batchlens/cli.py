@@ -105,6 +105,27 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 # -- demo ------------------------------------------------------------------------------------------------------------
+def _seeded_id_generator(seed: int | None) -> Any:
+    """An OpenTelemetry ID generator drawing from ``random.Random(seed)``, so a seeded demo repeats its ids."""
+    if seed is None:
+        return None
+    import random
+
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class SeededIdGenerator(IdGenerator):
+        def __init__(self) -> None:
+            self._rng = random.Random(seed)
+
+        def generate_span_id(self) -> int:
+            return self._rng.getrandbits(64) or 1
+
+        def generate_trace_id(self) -> int:
+            return self._rng.getrandbits(128) or 1
+
+    return SeededIdGenerator()
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """Process a generated batch with full in-memory telemetry and print what happened."""
     import batchlens
@@ -114,12 +135,17 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         raise BadInput("--records must be at least 1")
     if not 0.0 <= args.fail_rate <= 1.0:
         raise BadInput("--fail-rate must be between 0 and 1")
-    event = _make_event(args.event_type, args.records, args.fail_rate, args.seed, groups=max(1, args.records // 5))
+    # up to four FIFO message groups, so that small batches too show a failing group next to healthy ones
+    event = _make_event(args.event_type, args.records, args.fail_rate, args.seed, groups=min(4, args.records))
     event_type = _event_type_for(args.event_type)
-    processor = _processor_for(event_type, "fifo" if args.event_type == "fifo" else "sync", batchlens.Telemetry())
+    if args.event_type == "fifo":
+        # the event spreads records over message groups; skipping only the failing groups shows what they are for
+        processor: Any = batchlens.SqsFifoPartialProcessor(skip_group_on_error=True, telemetry=batchlens.Telemetry())
+    else:
+        processor = _processor_for(event_type, "sync", batchlens.Telemetry())
     context = lambda_context(seed=args.seed)
     whole_batch_failed = False
-    with capture_telemetry() as telemetry:
+    with capture_telemetry(id_generator=_seeded_id_generator(args.seed)) as telemetry:
         try:
             response: Any = batchlens.process_partial_response(event, sample_handler, processor, context)
         except batchlens.BatchProcessingError as error:
@@ -148,7 +174,10 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     total = len(event.get("Records") or [r for rs in event.get("records", {}).values() for r in rs])
     failed = sum(failures.values())
     seed = "random" if args.seed is None else args.seed
-    print(f"batchlens demo: {args.event_type} batch of {total} records (fail rate {args.fail_rate}, seed {seed})", file=out)
+    print(
+        f"batchlens demo: {args.event_type} batch of {total} records (fail rate {args.fail_rate}, seed {seed})",
+        file=out,
+    )
     print("", file=out)
     print("Log lines (structlog, first 5):", file=out)
     for entry in logs[:5]:
@@ -201,6 +230,26 @@ def _load_handler(spec: str) -> Any:
     return target
 
 
+def _default_processor(kind: str | None, event_type: Any, event: Any, handler: Any) -> str:
+    """The processor ``run`` uses without ``--processor``: FIFO for FIFO queues, async for ``async def`` handlers."""
+    import inspect
+
+    from batchlens import EventType
+
+    fifo = kind == "fifo"
+    if kind is None and event_type is EventType.SQS:
+        records = event.get("Records") if isinstance(event, dict) else None
+        first = records[0] if isinstance(records, list) and records else None
+        arn = first.get("eventSourceARN") if isinstance(first, dict) else None
+        fifo = isinstance(arn, str) and arn.endswith(".fifo")
+    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    )
+    if fifo:
+        return "fifo-async" if is_async else "fifo"
+    return "async" if is_async else "sync"
+
+
 def _read_event(path: str) -> Any:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -241,8 +290,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         event_type = detect_event_type(event)
         if event_type is None:
             raise BadInput("cannot tell the event type from eventSource; pass --event-type")
-    processor_kind = args.processor or ("fifo" if args.event_type == "fifo" else "sync")
     handler = _load_handler(args.handler)
+    processor_kind = args.processor or _default_processor(args.event_type, event_type, event, handler)
     _configure_stderr_logging()
     processor = _processor_for(event_type, processor_kind)
     run = (
@@ -338,7 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run your record handler on an event file, like Lambda would")
     run.add_argument("event", help="path of the event JSON file ('-' for stdin)")
     run.add_argument("--handler", required=True, help="record handler as module:function (imported from the cwd)")
-    run.add_argument("--processor", choices=PROCESSORS, help="processor kind (default sync; fifo for --event-type fifo)")
+    run.add_argument(
+        "--processor",
+        choices=PROCESSORS,
+        help="processor kind (default: sync, or async for an async def handler; the fifo kinds for FIFO queues)",
+    )
     run.add_argument("--event-type", choices=EVENT_KINDS, help="event source (default: detected from eventSource)")
     run.set_defaults(func=cmd_run)
 
@@ -367,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, sys.stdout))
     except BadInput as problem:
-        print(f"batchlens: error: {problem}", file=sys.stderr)
+        message = " ".join(str(problem).split())
+        print(f"batchlens: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

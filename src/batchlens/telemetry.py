@@ -244,15 +244,16 @@ def configure(
     port, addr = _resolve_prometheus_endpoint(prometheus_port, prometheus_addr, env)
     trace_protocol = _resolve_otlp_protocol(env, "TRACES") if "otlp" in trace_names else ""
     metric_protocol = _resolve_otlp_protocol(env, "METRICS") if "otlp" in metric_names else ""
+    queue_size = _span_queue_size(env)
+    # The SDK rejects an export batch larger than the queue; a small OTEL_BSP_MAX_QUEUE_SIZE shrinks it too.
+    export_batch = min(queue_size, _positive_int_env(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
 
     try:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
-        raise ImportError(
-            f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {_SDK_HINT}"
-        ) from exc
+        raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {_SDK_HINT}") from exc
 
     resource = _build_resource(service_name, env)
 
@@ -261,16 +262,15 @@ def configure(
         span_exporters.append(span_exporter_obj)
     span_exporters.extend(_make_span_exporter(name, trace_protocol) for name in trace_names)
     tracer_provider = TracerProvider(resource=resource)
-    queue_size = _span_queue_size(env)
     for exporter in span_exporters:
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue_size))
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(exporter, max_queue_size=queue_size, max_export_batch_size=export_batch)
+        )
 
     readers: list[MetricReader] = []
     if metric_reader_obj is not None:
         readers.append(metric_reader_obj)
-    readers.extend(
-        _make_metric_reader(name, metric_protocol) for name in metric_names if name != "prometheus"
-    )
+    readers.extend(_make_metric_reader(name, metric_protocol) for name in metric_names if name != "prometheus")
     server: WSGIServer | None = None
     if "prometheus" in metric_names:
         prometheus_reader, server = _start_prometheus(port, addr)
@@ -324,9 +324,7 @@ def _resolve_exporters(
         from opentelemetry.sdk.metrics.export import MetricReader
         from opentelemetry.sdk.trace.export import SpanExporter
     except ImportError as exc:
-        raise ImportError(
-            f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {_SDK_HINT}"
-        ) from exc
+        raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {_SDK_HINT}") from exc
     base: type = SpanExporter if argument == "traces" else MetricReader
     if not isinstance(value, base):
         raise TypeError(
@@ -390,9 +388,7 @@ def _resolve_log_level(log_level: str | int | None, env: Mapping[str, str]) -> i
     return level
 
 
-def _resolve_prometheus_endpoint(
-    port: int | None, addr: str | None, env: Mapping[str, str]
-) -> tuple[int, str]:
+def _resolve_prometheus_endpoint(port: int | None, addr: str | None, env: Mapping[str, str]) -> tuple[int, str]:
     if port is None:
         raw = _env(env, "OTEL_EXPORTER_PROMETHEUS_PORT")
         if raw is None:
@@ -426,24 +422,27 @@ def _resolve_otlp_protocol(env: Mapping[str, str], signal: str) -> str:
     protocol = raw.strip().lower()
     if protocol not in OTLP_PROTOCOLS:
         raise ValueError(
-            f"{variable}={raw!r} is not supported by the Python SDK; "
-            f"accepted values: {', '.join(OTLP_PROTOCOLS)}"
+            f"{variable}={raw!r} is not supported by the Python SDK; accepted values: {', '.join(OTLP_PROTOCOLS)}"
         )
     return protocol
 
 
 def _span_queue_size(env: Mapping[str, str]) -> int:
     # An explicit OTEL_BSP_MAX_QUEUE_SIZE is the operator's decision and wins over the batch-sized default.
-    raw = _env(env, "OTEL_BSP_MAX_QUEUE_SIZE")
+    return _positive_int_env(env, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_SPAN_QUEUE_SIZE)
+
+
+def _positive_int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _env(env, name)
     if raw is None:
-        return DEFAULT_SPAN_QUEUE_SIZE
+        return default
     try:
-        size = int(raw)
+        value = int(raw)
     except ValueError:
-        size = 0
-    if size < 1:
-        raise ValueError(f"OTEL_BSP_MAX_QUEUE_SIZE={raw!r} is not valid; expected a whole number >= 1")
-    return size
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} is not valid; expected a whole number >= 1")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -486,7 +485,8 @@ def _make_span_exporter(name: str, protocol: str) -> SpanExporter:
     if name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-        return ConsoleSpanExporter()
+        # The SDK's default stream is the sys.stdout of import time; use the current one.
+        return ConsoleSpanExporter(out=sys.stdout)
     cls: Any = _import_otlp(protocol, "trace_exporter", "OTLPSpanExporter")
     exporter: SpanExporter = cls()
     return exporter
@@ -496,7 +496,7 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 
     if name == "console":
-        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+        return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
     return PeriodicExportingMetricReader(cls())
 
@@ -518,9 +518,7 @@ def _start_prometheus(port: int, addr: str) -> tuple[MetricReader, WSGIServer]:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import CollectorRegistry, start_http_server
     except ImportError as exc:
-        raise ImportError(
-            f"metrics='prometheus' needs opentelemetry-exporter-prometheus: {_SDK_HINT}"
-        ) from exc
+        raise ImportError(f"metrics='prometheus' needs opentelemetry-exporter-prometheus: {_SDK_HINT}") from exc
 
     # A registry of its own serves exactly this provider's metrics and lets several handles coexist in
     # one process (tests); exporters older than the ``registry`` argument share the global registry.
@@ -536,9 +534,7 @@ def _start_prometheus(port: int, addr: str) -> tuple[MetricReader, WSGIServer]:
         server, _thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:
         reader.shutdown()
-        raise OSError(
-            exc.errno, f"cannot serve Prometheus metrics on {addr}:{port}: {exc.strerror or exc}"
-        ) from exc
+        raise OSError(exc.errno, f"cannot serve Prometheus metrics on {addr}:{port}: {exc.strerror or exc}") from exc
     return reader, server
 
 
@@ -549,8 +545,7 @@ def _install_globals(tracer_provider: TracerProvider, meter_provider: MeterProvi
     trace_api.set_tracer_provider(tracer_provider)
     metrics_api.set_meter_provider(meter_provider)
     installed = (
-        trace_api.get_tracer_provider() is tracer_provider
-        and metrics_api.get_meter_provider() is meter_provider
+        trace_api.get_tracer_provider() is tracer_provider and metrics_api.get_meter_provider() is meter_provider
     )
     if not installed:
         _logger.warning(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from batchlens.testing._events import (
     FakeLambdaContext,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 __all__ = [
     "CapturedTelemetry",
@@ -139,11 +140,16 @@ class CapturedTelemetry:
 
 
 @contextmanager
-def capture_telemetry() -> Iterator[CapturedTelemetry]:
+def capture_telemetry(*, id_generator: IdGenerator | None = None) -> Iterator[CapturedTelemetry]:
     """Collect the spans, metrics and log entries batchlens emits inside the block, in memory.
 
     Works for processors created before the block too (they resolve providers per batch), unless a processor
-    was given explicit providers through ``Telemetry(tracer_provider=..., meter_provider=...)``.
+    was given explicit providers through ``Telemetry(tracer_provider=..., meter_provider=...)``. The captured
+    data stays readable after the block; nothing emitted after it is added.
+
+    Args:
+        id_generator: OpenTelemetry ID generator for the spans (e.g. a seeded one, for repeatable trace and
+            span ids); the SDK's random generator when omitted.
     """
     try:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -158,13 +164,17 @@ def capture_telemetry() -> Iterator[CapturedTelemetry]:
     from batchlens._telemetry._providers import override
 
     exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
+    # Both are shut down when the block exits; the default atexit hooks would keep every captured provider
+    # (and its data) alive until the interpreter exits.
+    tracer_provider = TracerProvider(id_generator=id_generator, shutdown_on_exit=False)
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
+    meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
     try:
         with override(tracer_provider=tracer_provider, meter_provider=meter_provider), capture_logs() as logs:
-            yield CapturedTelemetry(tracer_provider, exporter, meter_provider, reader, logs)
+            # structlog types the entries as MutableMapping; they are plain dicts
+            entries = cast("list[dict[str, Any]]", logs)
+            yield CapturedTelemetry(tracer_provider, exporter, meter_provider, reader, entries)
     finally:
         tracer_provider.shutdown()
         meter_provider.shutdown()

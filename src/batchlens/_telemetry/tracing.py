@@ -1,0 +1,411 @@
+"""OpenTelemetry spans: one CONSUMER span per batch, one per record, linked to the producers' traces.
+
+Uses the OpenTelemetry API only; the application (or ``batchlens.telemetry.configure``) chooses the SDK. With no
+SDK installed the observer notices at batch start and does nothing per record.
+
+Span layout (the names are a contract, see the README's telemetry reference)::
+
+    process {destination}   batch span: messaging.batch.message_count, links to every producer
+    └── process {destination}   record span: messaging.message.id, ...; current while the handler runs
+"""
+
+from __future__ import annotations
+
+import linecache
+import threading
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+
+from batchlens._observer import SKIPPED
+from batchlens._sources import Source
+from batchlens._telemetry._providers import is_noop_tracer_provider, span_link_limit, tracer_provider
+from batchlens._telemetry._xray import parse_xray_header
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+    from batchlens._config import Telemetry
+    from batchlens._observer import BatchInfo, RecordInfo
+
+__all__ = ["CAPTURE_BUDGET_KEY", "TracingObserver", "format_exception", "producer_contexts"]
+
+TRACER_NAME = "batchlens"
+CAPTURE_BUDGET_KEY = "batchlens.capture_budget"
+"""Key in ``BatchInfo.extra`` of the batch's response-capture budget (when capture is on)."""
+
+_STATE_KEY = "batchlens.tracing"
+_MAX_STATUS_LENGTH = 1024  # a BatchProcessingError's text embeds every child traceback
+
+# attribute names (OpenTelemetry messaging semantic conventions, plus batchlens.* for our own)
+MESSAGING_SYSTEM = "messaging.system"
+OPERATION_NAME = "messaging.operation.name"
+OPERATION_TYPE = "messaging.operation.type"
+DESTINATION_NAME = "messaging.destination.name"
+MESSAGE_ID = "messaging.message.id"
+BATCH_MESSAGE_COUNT = "messaging.batch.message_count"
+ERROR_TYPE = "error.type"
+BATCH_FAILURE_COUNT = "batchlens.batch.failure_count"
+BATCH_SUCCESS_COUNT = "batchlens.batch.success_count"
+OTHER_ERROR = "_OTHER"  # semconv's error.type when there is no exception to name
+
+
+class _BatchState:
+    """What record spans of one batch share, computed once in ``batch_start``."""
+
+    __slots__ = ("context", "links", "name", "records", "template", "thread", "tracer")
+
+    def __init__(self, tracer: Tracer, name: str | None, template: dict[str, Any]) -> None:
+        self.tracer = tracer
+        # None when records have different destinations: each record span then names its own
+        self.name = name
+        self.template = template
+        self.context: Context | None = None
+        self.links: list[list[Link] | None] | None = None
+        self.records: list[Any] = []
+        self.thread = threading.get_ident()
+
+
+def producer_contexts(xray_header: str | None, carrier: Mapping[str, str] | None) -> list[SpanContext]:
+    """The producer span contexts a record carries: from the X-Ray header and from a W3C carrier, deduplicated.
+
+    Args:
+        xray_header: An ``AWSTraceHeader`` value, or None.
+        carrier: ``traceparent``/``tracestate`` values for the global propagator, or None.
+
+    Returns:
+        Zero, one or two valid remote span contexts; malformed headers are ignored.
+    """
+    found: list[SpanContext] = []
+    if xray_header is not None:
+        parsed = parse_xray_header(xray_header)
+        if parsed is not None:
+            found.append(parsed)
+    if carrier:
+        w3c = _extract_w3c(carrier)
+        if w3c is not None and not any(c.trace_id == w3c.trace_id and c.span_id == w3c.span_id for c in found):
+            found.append(w3c)
+    return found
+
+
+def _extract_w3c(carrier: Mapping[str, str]) -> SpanContext | None:
+    from opentelemetry import propagate
+    from opentelemetry.context import Context
+
+    try:
+        # an empty base context: with the current one, a carrier without traceparent would yield our own span
+        extracted = propagate.extract(carrier, context=Context())
+    except Exception:
+        return None
+    span_context = trace.get_current_span(extracted).get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+_MAX_FRAMES = 100  # per exception, most recent kept (a RecursionError has ~1000)
+_MAX_CHAIN = 10
+
+
+def format_exception(exc: BaseException) -> str:
+    """Format ``exc`` with its causes like the interpreter does, minus the column carets.
+
+    ``traceback.format_exception`` on CPython 3.11+ re-parses every source line to place carets, costing
+    ~0.3 ms per failed record (what the SDK's ``record_exception`` pays); this costs a few microseconds.
+
+    Args:
+        exc: The exception, with its ``__traceback__``, ``__cause__`` and ``__context__``.
+
+    Returns:
+        ``Traceback (most recent call last): ...`` text ending with the ``Type: message`` line(s).
+    """
+    # walk from the raised exception to its root cause, remembering how each links to the next
+    chain: list[tuple[BaseException, str | None]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(chain) < _MAX_CHAIN:
+        seen.add(id(current))
+        if current.__cause__ is not None:
+            following, relation = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            following, relation = current.__context__, _CONTEXT
+        else:
+            following, relation = None, None
+        chain.append((current, relation))
+        current = following
+    out: list[str] = []
+    last = len(chain) - 1
+    for position in range(last, -1, -1):
+        item, relation = chain[position]
+        if position < last and relation is not None:
+            out.append(relation)
+        _format_single(item, out)
+    return "".join(out)
+
+
+def _format_single(exc: BaseException, out: list[str]) -> None:
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    if frames:
+        out.append("Traceback (most recent call last):\n")
+        if len(frames) > _MAX_FRAMES:
+            out.append(f"  ... {len(frames) - _MAX_FRAMES} earlier frames omitted ...\n")
+            del frames[: len(frames) - _MAX_FRAMES]
+        for frame, lineno in frames:
+            code = frame.f_code
+            filename = code.co_filename
+            out.append(f'  File "{filename}", line {lineno}, in {code.co_name}\n')
+            if lineno is not None:
+                line = linecache.getline(filename, lineno, frame.f_globals).strip()
+                if line:
+                    out.append(f"    {line}\n")
+    # traceback.format_exception_only() would build a TracebackException, walking everything again
+    kind = type(exc)
+    name = kind.__qualname__
+    module = kind.__module__
+    if module not in ("__main__", "builtins"):
+        name = f"{module}.{name}"
+    message = _safe_str(exc)
+    out.append(f"{name}: {message}\n" if message else f"{name}\n")
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list | tuple):
+        for note in notes:
+            out.extend(f"{part}\n" for part in (note if isinstance(note, str) else repr(note)).split("\n"))
+
+
+def _exception_event(exc: BaseException, message: str) -> dict[str, Any]:
+    kind = type(exc)
+    module = kind.__module__
+    return {
+        "exception.type": kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}",
+        "exception.message": message,
+        "exception.stacktrace": format_exception(exc),
+    }
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__qualname__}: str() failed>"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_STATUS_LENGTH else text[: _MAX_STATUS_LENGTH - 3] + "..."
+
+
+def _load_capture(telemetry: Telemetry) -> Any:
+    import importlib
+
+    try:
+        module = importlib.import_module("batchlens._telemetry.capture")
+    except ImportError:  # response capture ships separately; spans work without it
+        return None
+    return module.ResponseCapture(telemetry)
+
+
+class TracingObserver:
+    """Emits the batch span and one span per record (see the module docstring).
+
+    Args:
+        telemetry: The configuration; ``tracer_provider`` and ``capture_response`` are read from it.
+    """
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+        self._provider: TracerProvider | None = None
+        self._tracer: Tracer | None = None
+        self._link_limit = span_link_limit()
+        self._capture = _load_capture(telemetry) if telemetry.capture_response else None
+
+    def _tracer_for(self, provider: TracerProvider) -> Tracer:
+        tracer = self._tracer
+        if tracer is None or provider is not self._provider:
+            import batchlens
+
+            tracer = provider.get_tracer(TRACER_NAME, getattr(batchlens, "__version__", None))
+            self._tracer = tracer
+            self._provider = provider
+        return tracer
+
+    # -- batch -------------------------------------------------------------------------------------------
+    def batch_start(self, batch: BatchInfo) -> None:
+        """Start the batch span, linked to the producers, and make it current."""
+        provider = tracer_provider(self._telemetry)
+        if is_noop_tracer_provider(provider):
+            self._provider = provider
+            return
+        tracer = self._tracer_for(provider)
+        source = batch.source
+        destination = batch.destination
+        template: dict[str, Any] = {
+            MESSAGING_SYSTEM: source.messaging_system,
+            OPERATION_NAME: "process",
+            OPERATION_TYPE: "process",
+        }
+        if destination is not None:
+            template[DESTINATION_NAME] = destination
+        name = f"process {destination or source.messaging_system}"
+        state = _BatchState(tracer, name if destination is not None else None, template)
+        state.records = batch.records
+        batch.extra[_STATE_KEY] = state
+        if self._capture is not None:
+            batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
+        state.links = per_record = self._producer_links(batch)
+        batch_links: list[Link] = []
+        if per_record is not None:
+            limit = self._link_limit
+            for links in per_record:
+                if links is not None:
+                    batch_links.extend(links)
+                    if len(batch_links) >= limit:
+                        del batch_links[limit:]
+                        break
+        attributes = dict(template)
+        attributes[BATCH_MESSAGE_COUNT] = batch.size
+        span = tracer.start_span(name, kind=SpanKind.CONSUMER, attributes=attributes, links=batch_links)
+        batch.span = span
+        ctx = trace.set_span_in_context(span)
+        state.context = ctx
+        batch.token = otel_context.attach(ctx)
+
+    @staticmethod
+    def _producer_links(batch: BatchInfo) -> list[list[Link] | None] | None:
+        source = batch.source
+        if type(source).producer_headers is Source.producer_headers:
+            return None  # this source never carries producer context
+        per_record: list[list[Link] | None] = [None] * len(batch.records)
+        found = False
+        for index, raw in enumerate(batch.records):
+            try:
+                xray, carrier = source.producer_headers(raw)
+            except Exception:  # a record of the wrong shape has no producer context
+                continue
+            if xray is None and not carrier:
+                continue
+            contexts = producer_contexts(xray, carrier)
+            if not contexts:
+                continue
+            message_id = source.message_id(raw)
+            attributes = {MESSAGE_ID: message_id} if message_id is not None else None
+            per_record[index] = [Link(c, attributes) for c in contexts]
+            found = True
+        return per_record if found else None
+
+    def batch_end(self, batch: BatchInfo) -> None:
+        """Record the counts, mark an entirely failed batch as an error, end the batch span."""
+        state = batch.extra.get(_STATE_KEY)
+        token = batch.token
+        if token is not None:
+            batch.token = None
+            # a token only detaches in the context that attached it: batch_start ran in this thread
+            if state is None or state.thread == threading.get_ident():
+                otel_context.detach(token)
+        span: Span | None = batch.span
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                span.set_attributes(
+                    {BATCH_FAILURE_COUNT: batch.failure_count, BATCH_SUCCESS_COUNT: batch.success_count}
+                )
+                error = batch.error
+                if batch.entire_batch_failed or error is not None:
+                    # an escaping error fails the whole invocation: Lambda retries every record
+                    if error is not None:
+                        span.set_attribute(ERROR_TYPE, type(error).__name__)
+                        description = getattr(error, "msg", None) or str(error) or type(error).__name__
+                    else:
+                        description = "All records failed processing"
+                    span.set_status(Status(StatusCode.ERROR, _short(str(description))))
+        finally:
+            span.end()
+
+    # -- records -----------------------------------------------------------------------------------------
+    def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
+        """Start the record span as a child of the batch span and make it current for the handler."""
+        state: _BatchState | None = batch.extra.get(_STATE_KEY)
+        if state is None:
+            return
+        raw = record.raw
+        source = batch.source
+        attributes = state.template.copy()
+        name = state.name
+        if name is None:
+            destination = source.destination(raw)
+            if destination is not None:
+                attributes[DESTINATION_NAME] = destination
+            name = f"process {destination or source.messaging_system}"
+        message_id = source.message_id(raw)
+        if message_id is not None:
+            attributes[MESSAGE_ID] = message_id
+        extra = source.record_attributes(raw)
+        if extra:
+            attributes.update(extra)
+        links = None
+        per_record = state.links
+        if per_record is not None:
+            index = record.index
+            if 0 <= index < len(per_record) and state.records[index] is raw:
+                links = per_record[index]
+        span = state.tracer.start_span(
+            name, context=state.context, kind=SpanKind.CONSUMER, attributes=attributes, links=links
+        )
+        record.span = span
+        record.token = otel_context.attach(trace.set_span_in_context(span))
+
+    def record_success(self, batch: BatchInfo, record: RecordInfo) -> None:
+        """Attach the captured result (when capture is on) and end the record span."""
+        token = record.token
+        if token is not None:
+            record.token = None
+            otel_context.detach(token)
+        span: Span | None = record.span
+        if span is None:
+            return
+        try:
+            capture = self._capture
+            if capture is not None and span.is_recording():
+                budget = batch.extra.get(CAPTURE_BUDGET_KEY)
+                if budget is not None:
+                    captured = capture.attributes(record.result, budget)
+                    if captured:
+                        span.set_attributes(captured)
+        finally:
+            span.end()
+
+    def record_failure(self, batch: BatchInfo, record: RecordInfo) -> None:
+        """Mark the record span as an error (with the exception, unless the record was skipped) and end it."""
+        token = record.token
+        if token is not None:
+            record.token = None
+            otel_context.detach(token)
+        span: Span | None = record.span
+        if span is None:
+            return
+        try:
+            if span.is_recording():
+                exc = record.exception
+                if exc is None:
+                    span.set_attribute(ERROR_TYPE, OTHER_ERROR)
+                    span.set_status(Status(StatusCode.ERROR))
+                else:
+                    message = _safe_str(exc)
+                    span.set_attribute(ERROR_TYPE, type(exc).__name__)
+                    span.set_status(Status(StatusCode.ERROR, _short(message)))
+                    if record.outcome != SKIPPED:
+                        # the semconv "exception" event, as record_exception() would add, formatted cheaply
+                        span.add_event("exception", _exception_event(exc, message))
+        finally:
+            span.end()
+
+    def flush(self, timeout_millis: int) -> None:
+        """Export buffered spans through the provider's ``force_flush``, when it has one."""
+        provider = self._provider or tracer_provider(self._telemetry)
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            force_flush(timeout_millis)

@@ -1,0 +1,501 @@
+"""Core behaviour of the processors: public surface, exceptions, extension points, deprecated decorators."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import sys
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities import batch as pt
+
+import batchlens as bl
+from batchlens import exceptions as bl_exceptions
+
+OFF = bl.Telemetry.disabled()
+
+
+def _sqs_record(message_id: str, body: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"AQEB-{message_id}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1700000000000"},
+        "messageAttributes": {},
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders",
+        "awsRegion": "us-east-1",
+    }
+
+
+def _event(*bodies: str) -> dict[str, Any]:
+    return {"Records": [_sqs_record(f"m-{index}", body) for index, body in enumerate(bodies)]}
+
+
+def _handler(record: Any) -> str:
+    if "fail" in record.body:
+        raise ValueError(f"cannot process {record.body}")
+    return record.body.upper()
+
+
+async def _async_handler(record: Any) -> str:
+    await asyncio.sleep(0)
+    return _handler(record)
+
+
+class FakeContext:
+    """A minimal Lambda context."""
+
+    aws_request_id = "req-1"
+    function_name = "fn"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+# -- public surface -------------------------------------------------------------------------------------------
+
+EXPECTED_PUBLIC_NAMES = {
+    "AsyncBatchProcessor",
+    "BaseBatchProcessingError",
+    "BasePartialBatchProcessor",
+    "BasePartialProcessor",
+    "BatchProcessingError",
+    "BatchProcessor",
+    "BatchTypeModels",
+    "DeadlineExceededError",
+    "DynamoDBRecord",
+    "EventType",
+    "ExceptionInfo",
+    "FailureResponse",
+    "KafkaEventRecord",
+    "KinesisStreamRecord",
+    "MissingItemIdentifierError",
+    "PartialItemFailureResponse",
+    "PartialItemFailures",
+    "SQSFifoCircuitBreakerError",
+    "SQSFifoMessageGroupCircuitBreakerError",
+    "SQSRecord",
+    "SqsFifoPartialProcessor",
+    "SqsFifoPartialProcessorAsync",
+    "StreamCircuitBreakerError",
+    "SuccessResponse",
+    "Telemetry",
+    "UnexpectedBatchTypeError",
+    "__version__",
+    "async_batch_processor",
+    "async_process_partial_response",
+    "batch_processor",
+    "process_partial_response",
+}
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    """batchlens.__all__ is the expected public API, without duplicates, and every name resolves."""
+    assert set(bl.__all__) == EXPECTED_PUBLIC_NAMES
+    assert len(bl.__all__) == len(set(bl.__all__))
+    for name in bl.__all__:
+        assert getattr(bl, name) is not None, name
+
+
+def test_every_powertools_batch_name_exists_in_batchlens() -> None:
+    """Every public name of Powertools' batch utility and its exceptions module has a batchlens counterpart."""
+    for name in pt.__all__:
+        assert hasattr(bl, name), name
+    for name in (
+        "BaseBatchProcessingError",
+        "BatchProcessingError",
+        "UnexpectedBatchTypeError",
+        "SQSFifoCircuitBreakerError",
+        "SQSFifoMessageGroupCircuitBreakerError",
+        "ExceptionInfo",
+    ):
+        assert hasattr(pt.exceptions, name)
+        assert hasattr(bl_exceptions, name), name
+    for name in ("PartialItemFailureResponse", "PartialItemFailures", "KafkaItemIdentifier"):
+        assert hasattr(pt.types, name)
+        assert hasattr(bl.types, name), name
+
+
+def test_data_classes_are_importable_from_both_places() -> None:
+    """The record data classes are the same objects in batchlens and batchlens.data_classes."""
+    from batchlens import data_classes
+
+    for name in ("SQSRecord", "KinesisStreamRecord", "DynamoDBRecord", "KafkaEventRecord"):
+        assert getattr(bl, name) is getattr(data_classes, name)
+
+
+def test_event_type_members_match_powertools() -> None:
+    """EventType has SQS, KinesisDataStreams, DynamoDBStreams and Kafka, with Powertools' values."""
+    assert [member.name for member in bl.EventType] == ["SQS", "KinesisDataStreams", "DynamoDBStreams", "Kafka"]
+    assert {member.name: member.value for member in bl.EventType} == {
+        member.name: member.value for member in pt.EventType
+    }
+    assert bl.EventType("Kafka") is bl.EventType.Kafka
+
+
+def test_processor_accepts_the_event_type_value() -> None:
+    """A processor given the enum's value (or rejected junk) behaves predictably."""
+    assert bl.BatchProcessor("SQS", telemetry=OFF).event_type is bl.EventType.SQS  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not an EventType"):
+        bl.BatchProcessor("SNS", telemetry=OFF)  # type: ignore[arg-type]
+
+
+# -- exceptions -----------------------------------------------------------------------------------------------
+
+
+def test_exception_hierarchy() -> None:
+    """The exception tree matches Powertools' (plus batchlens' own additions)."""
+    assert issubclass(bl.BaseBatchProcessingError, Exception)
+    assert issubclass(bl.BatchProcessingError, bl.BaseBatchProcessingError)
+    assert issubclass(bl.UnexpectedBatchTypeError, bl.BatchProcessingError)
+    assert issubclass(bl.MissingItemIdentifierError, bl.BatchProcessingError)
+    for name in (
+        "SQSFifoCircuitBreakerError",
+        "SQSFifoMessageGroupCircuitBreakerError",
+        "StreamCircuitBreakerError",
+        "DeadlineExceededError",
+    ):
+        cls = getattr(bl, name)
+        assert issubclass(cls, Exception)
+        assert not issubclass(cls, bl.BaseBatchProcessingError)
+
+
+@pytest.mark.parametrize("name", sorted(bl_exceptions.__all__))
+def test_exceptions_are_re_exported_from_batchlens(name: str) -> None:
+    """Each name of batchlens.exceptions is the very same object at the top level."""
+    assert getattr(bl, name) is getattr(bl_exceptions, name)
+
+
+def _exc_info(error: BaseException) -> Any:
+    try:
+        raise error
+    except BaseException:
+        return sys.exc_info()
+
+
+def test_batch_processing_error_str_includes_child_tracebacks() -> None:
+    """str(BatchProcessingError) is the message followed by each child's traceback, exactly as Powertools'."""
+    children = [
+        _exc_info(ValueError("first child")),
+        _exc_info(KeyError("second")),
+        (bl.SQSFifoCircuitBreakerError, bl.SQSFifoCircuitBreakerError("A previous record failed processing"), None),
+    ]
+    error = bl.BatchProcessingError(
+        "All records failed processing. 3 individual errors logged separately below.", children
+    )
+    text = str(error)
+    assert text.startswith("All records failed processing. 3 individual errors logged separately below.\n")
+    assert text.count("Traceback (most recent call last)") == 2
+    assert "ValueError: first child" in text
+    assert "KeyError: 'second'" in text
+    assert "SQSFifoCircuitBreakerError: A previous record failed processing" in text
+    assert error.msg.startswith("All records failed processing.")
+    assert error.child_exceptions == children
+    expected = pt.exceptions.BatchProcessingError(error.msg, children)
+    assert text == str(expected)
+
+
+def test_base_error_defaults() -> None:
+    """BaseBatchProcessingError defaults to an empty message and no children."""
+    error = bl.BaseBatchProcessingError()
+    assert error.msg == ""
+    assert error.child_exceptions == []
+    assert str(bl.BatchProcessingError("only")) == "only\n"
+
+
+# -- custom processor (the seed's "Create your own partial processor") ---------------------------------------
+
+
+class InMemoryTable:
+    """Stands in for the DynamoDB table of the seed's example."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def batch_write(self, items: list[Any]) -> None:
+        self.items.extend(items)
+
+
+class MyPartialProcessor(bl.BasePartialProcessor):
+    """The seed's custom processor: successes are written to a table once the batch is done."""
+
+    DEFAULT_RESPONSE: bl.PartialItemFailureResponse = {"batchItemFailures": []}
+
+    def __init__(self, table: InMemoryTable) -> None:
+        self.table = table
+        self.batch_response: bl.PartialItemFailureResponse = copy.deepcopy(self.DEFAULT_RESPONSE)
+        super().__init__(telemetry=OFF)
+
+    def _prepare(self) -> None:
+        self.success_messages.clear()
+
+    def response(self) -> bl.PartialItemFailureResponse:
+        return self.batch_response
+
+    def _clean(self) -> None:
+        self.table.batch_write(list(self.success_messages))
+
+    def _process_record(self, record: dict[str, Any]) -> Any:
+        try:
+            result = self.handler(record)
+            return self.success_handler(record, result)
+        except Exception:
+            return self.failure_handler(record, sys.exc_info())
+
+    def success_handler(self, record: Any, result: Any) -> bl.SuccessResponse:
+        entry = ("success", result, record)
+        self.success_messages.append(record)
+        return entry
+
+    async def _async_process_record(self, record: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+def _raw_handler(record: dict[str, Any]) -> int:
+    if record["body"] == "fail":
+        raise ValueError("failed")
+    return len(record["body"])
+
+
+def test_custom_partial_processor_with_process_partial_response() -> None:
+    """A BasePartialProcessor subclass works through process_partial_response, handler called positionally."""
+    table = InMemoryTable()
+    processor = MyPartialProcessor(table)
+    response = bl.process_partial_response(_event("one", "fail", "three"), _raw_handler, processor, FakeContext())
+    assert response == {"batchItemFailures": []}
+    assert [item["messageId"] for item in table.items] == ["m-0", "m-2"]
+    assert [exc[0] for exc in processor.exceptions] == [ValueError]
+
+
+def test_custom_partial_processor_as_context_manager() -> None:
+    """The custom processor's context manager runs _prepare, process and _clean."""
+    table = InMemoryTable()
+    processor = MyPartialProcessor(table)
+    records = _event("a", "bb")["Records"]
+    with processor(records, _raw_handler):
+        processed = processor.process()
+    assert [entry[:2] for entry in processed] == [("success", 1), ("success", 2)]
+    assert processed[0][2] is records[0]
+    assert len(table.items) == 2
+
+
+def test_custom_processor_with_telemetry_on() -> None:
+    """Custom processors also run with the default (enabled) telemetry configuration."""
+
+    class Processor(MyPartialProcessor):
+        def __init__(self, table: InMemoryTable) -> None:
+            super().__init__(table)
+            bl.BasePartialProcessor.__init__(self, telemetry=bl.Telemetry())
+
+    table = InMemoryTable()
+    processor = Processor(table)
+    bl.process_partial_response(_event("x", "fail"), _raw_handler, processor)
+    assert len(table.items) == 1
+
+
+# -- extending success_handler / failure_handler --------------------------------------------------------------
+
+
+def _tracking_processor(base: Any, **kwargs: Any) -> Any:
+    class Tracking(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__(pt.EventType.SQS if base is pt.BatchProcessor else bl.EventType.SQS, **kwargs)
+            self.seen: list[tuple[str, Any]] = []
+
+        def success_handler(self, record: Any, result: Any) -> Any:
+            self.seen.append(("ok", record["messageId"]))
+            return super().success_handler(record, result)
+
+        def failure_handler(self, record: Any, exception: Any) -> Any:
+            self.seen.append(("ko", record.message_id))
+            return super().failure_handler(record, exception)
+
+    return Tracking()
+
+
+def test_success_and_failure_handler_overrides_calling_super() -> None:
+    """Subclass hooks see every record and the response is unchanged (and equal to Powertools')."""
+    event = _event("a", "fail", "b")
+    processor = _tracking_processor(bl.BatchProcessor, telemetry=OFF)
+    response = bl.process_partial_response(copy.deepcopy(event), _handler, processor)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert processor.seen == [("ok", "m-0"), ("ko", "m-1"), ("ok", "m-2")]
+    reference = _tracking_processor(pt.BatchProcessor)
+    assert pt.process_partial_response(copy.deepcopy(event), _handler, reference) == response
+    assert reference.seen == processor.seen
+
+
+def _overriding_without_super(base: Any, event_type: Any, **kwargs: Any) -> Any:
+    class NoSuper(base):  # type: ignore[misc, valid-type]
+        def success_handler(self, record: Any, result: Any) -> Any:
+            return ("success", f"custom:{result}", record)
+
+        def failure_handler(self, record: Any, exception: Any) -> Any:
+            # neither tracked nor reported: the record silently counts as handled
+            return ("fail", "ignored", record)
+
+    return NoSuper(event_type, **kwargs)
+
+
+@pytest.mark.parametrize("telemetry", [OFF, bl.Telemetry()], ids=["telemetry-off", "telemetry-on"])
+def test_handler_overrides_without_super_behave_like_powertools(telemetry: bl.Telemetry) -> None:
+    """Overrides that skip super() change tracking exactly as in Powertools, with or without telemetry."""
+    event = _event("a", "fail")
+    bl_processor = _overriding_without_super(bl.BatchProcessor, bl.EventType.SQS, telemetry=telemetry)
+    pt_processor = _overriding_without_super(pt.BatchProcessor, pt.EventType.SQS)
+    with bl_processor(copy.deepcopy(event)["Records"], _handler):
+        bl_processed = bl_processor.process()
+    with pt_processor(copy.deepcopy(event)["Records"], _handler):
+        pt_processed = pt_processor.process()
+    assert [entry[:2] for entry in bl_processed] == [entry[:2] for entry in pt_processed]
+    assert bl_processed[0][1] == "custom:A"
+    assert bl_processor.response() == pt_processor.response() == {"batchItemFailures": []}
+    assert bl_processor.success_messages == []
+    assert bl_processor.fail_messages == []
+
+
+# -- BaseException propagates ---------------------------------------------------------------------------------
+
+
+def _interrupting(record: Any) -> str:
+    if record.body == "stop":
+        raise KeyboardInterrupt
+    return record.body
+
+
+async def _async_interrupting(record: Any) -> str:
+    await asyncio.sleep(0)
+    return _interrupting(record)
+
+
+@pytest.mark.parametrize("telemetry", [OFF, bl.Telemetry()], ids=["telemetry-off", "telemetry-on"])
+@pytest.mark.parametrize(
+    ("factory", "is_async"),
+    [
+        (lambda t: bl.BatchProcessor(bl.EventType.SQS, telemetry=t), False),
+        (lambda t: bl.AsyncBatchProcessor(bl.EventType.SQS, telemetry=t), True),
+        (lambda t: bl.SqsFifoPartialProcessor(telemetry=t), False),
+        (lambda t: bl.SqsFifoPartialProcessorAsync(telemetry=t), True),
+    ],
+    ids=["sync", "async", "fifo", "fifo-async"],
+)
+def test_base_exception_from_handler_propagates(factory: Any, is_async: bool, telemetry: bl.Telemetry) -> None:
+    """KeyboardInterrupt is not caught as a record failure; the processor still works afterwards."""
+    processor = factory(telemetry)
+    process = bl.async_process_partial_response if is_async else bl.process_partial_response
+    handler = _async_interrupting if is_async else _interrupting
+    with pytest.raises(KeyboardInterrupt):
+        process(_event("a", "stop", "b"), handler, processor)
+    # asyncio.run leaves the interrupted task's exception unretrieved; collect it now: its finalizer formats a
+    # traceback (ast.parse on CPython 3.11), which must not run inside a later import's AST conversion
+    # (CPython 3.11 then raises "SystemError: AST constructor recursion depth mismatch").
+    gc.collect()
+    assert process(_event("a", "b"), handler, processor) == {"batchItemFailures": []}
+
+
+# -- empty batches and reuse ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: bl.BatchProcessor(bl.EventType.SQS, telemetry=OFF),
+        lambda: bl.BatchProcessor(bl.EventType.Kafka, telemetry=OFF),
+        lambda: bl.SqsFifoPartialProcessor(telemetry=OFF),
+    ],
+    ids=["sqs", "kafka", "fifo"],
+)
+def test_context_manager_on_empty_list_gives_empty_response(factory: Any) -> None:
+    """`with processor([], handler)` processes nothing and reports no failures."""
+    processor = factory()
+    with processor([], _handler):
+        assert processor.process() == []
+    assert processor.response() == {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: bl.AsyncBatchProcessor(bl.EventType.SQS, telemetry=OFF),
+        lambda: bl.SqsFifoPartialProcessorAsync(telemetry=OFF),
+    ],
+    ids=["async", "fifo-async"],
+)
+def test_async_context_manager_on_empty_list_gives_empty_response(factory: Any) -> None:
+    """The async processors accept an empty list too."""
+    processor = factory()
+    with processor([], _async_handler):
+        assert processor.async_process() == []
+    assert processor.response() == {"batchItemFailures": []}
+
+
+def test_response_is_reset_between_invocations() -> None:
+    """A reused processor does not carry failures, successes or exceptions over to the next batch."""
+    processor = bl.BatchProcessor(bl.EventType.SQS, telemetry=OFF)
+    assert bl.process_partial_response(_event("fail", "ok"), _handler, processor) == {
+        "batchItemFailures": [{"itemIdentifier": "m-0"}]
+    }
+    with pytest.raises(bl.BatchProcessingError):
+        bl.process_partial_response(_event("fail"), _handler, processor)
+    assert bl.process_partial_response(_event("ok"), _handler, processor) == {"batchItemFailures": []}
+    assert len(processor.success_messages) == 1
+    assert processor.fail_messages == []
+    assert processor.exceptions == []
+
+
+def test_fifo_processor_rejects_parallel_workers() -> None:
+    """FIFO order rules out a thread pool: max_workers > 1 is refused with a pointer to BatchProcessor."""
+    with pytest.raises(ValueError, match="max_workers"):
+        bl.SqsFifoPartialProcessor(max_workers=4, telemetry=OFF)
+
+
+# -- deprecated decorators ----------------------------------------------------------------------------------------
+
+
+def test_batch_processor_decorator_works_and_warns() -> None:
+    """@batch_processor processes the event before the handler runs and emits a DeprecationWarning."""
+    processor = bl.BatchProcessor(bl.EventType.SQS, telemetry=OFF)
+    seen: list[Any] = []
+
+    def record_handler(record: Any, lambda_context: Any) -> str:
+        seen.append(lambda_context.aws_request_id)
+        return _handler(record)
+
+    @bl.batch_processor(record_handler=record_handler, processor=processor)
+    def lambda_handler(event: Any, context: Any) -> Any:
+        return processor.response()
+
+    with pytest.warns(DeprecationWarning, match="process_partial_response"):
+        response = lambda_handler(_event("a", "fail"), FakeContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert seen == ["req-1", "req-1"]
+    assert lambda_handler.__name__ == "lambda_handler"
+
+
+def test_async_batch_processor_decorator_works_and_warns() -> None:
+    """@async_batch_processor awaits the async record handler and emits a DeprecationWarning."""
+    processor = bl.AsyncBatchProcessor(bl.EventType.SQS, telemetry=OFF)
+
+    @bl.async_batch_processor(record_handler=_async_handler, processor=processor)
+    def lambda_handler(event: Any, context: Any) -> Any:
+        return processor.response()
+
+    with pytest.warns(DeprecationWarning, match="async_process_partial_response"):
+        response = lambda_handler(_event("fail", "b", "fail"), FakeContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-2"}]}
+
+
+def test_batch_processor_decorator_raises_on_entire_failure() -> None:
+    """The decorator lets BatchProcessingError out when every record failed, as Powertools' does."""
+    processor = bl.BatchProcessor(bl.EventType.SQS, telemetry=OFF)
+
+    @bl.batch_processor(record_handler=_handler, processor=processor)
+    def lambda_handler(event: Any, context: Any) -> Any:
+        return processor.response()
+
+    with pytest.warns(DeprecationWarning, match="batch_processor"), pytest.raises(bl.BatchProcessingError):
+        lambda_handler(_event("fail"), FakeContext())
