@@ -297,7 +297,7 @@ def configure(
 
 
 # ----------------------------------------------------------------------------------------------------
-# argument and environment resolution (no SDK imports here)
+# argument and environment resolution (the SDK is imported here only to type-check instances)
 
 
 def _env(env: Mapping[str, str], name: str) -> str | None:
