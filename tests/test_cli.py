@@ -794,3 +794,20 @@ def test_console_script_runs_a_handler_from_the_current_directory(tmp_path: Path
         timeout=120,
     )
     assert (failed.returncode, failed.stdout) == (1, "")
+
+
+def test_events_piped_into_a_reader_that_closes_early_exits_cleanly() -> None:
+    """`batchlens events ... | head -1` neither crashes with BrokenPipeError nor prints a traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m batchlens events sqs --count 2000 --seed 1 | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.stdout.startswith("{")
+    assert "Traceback" not in proc.stderr
+    assert "BrokenPipeError" not in proc.stderr

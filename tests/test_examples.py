@@ -59,12 +59,11 @@ HANDLER_CASES = [
 # Scripts whose `python <script>` run prints the response JSON as its last line. (The custom processor and
 # deadline guard need injected collaborators for the in-process run; their scripts provide them.)
 SCRIPT_CASES = sorted(
-    {(d, m, r) for d, m, r in HANDLER_CASES if m == "app.py"}
-    | {
+    {
+        *HANDLER_CASES,
         ("custom_partial_processor", "app.py", "response.json"),
         ("deadline_guard", "app.py", "response.json"),
     }
-    | {(d, m, r) for d, m, r in HANDLER_CASES if m != "app.py"}
 )
 
 _BATCHLENS_ENV = re.compile(r"^(BATCHLENS_|SENTRY_)")

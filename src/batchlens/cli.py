@@ -423,6 +423,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(problem).split())
         print(f"batchlens: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # the reader went away (e.g. `batchlens events sqs | head`): not an error; keep Python from
+        # complaining again when it flushes stdout at exit
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -163,7 +163,7 @@ def import_cost(module: str, runs: int) -> float:
         )
         for line in proc.stderr.splitlines():
             match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| (\s*)(\S+)$", line)
-            if match and match.group(3) == module and match.group(2) == " ":
+            if match and match.group(3) == module and match.group(2) == "":
                 values.append(int(match.group(1)) / 1000)
     return statistics.median(values)
 
