@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import gc
 import sys
 from typing import Any
@@ -499,3 +500,53 @@ def test_batch_processor_decorator_raises_on_entire_failure() -> None:
 
     with pytest.warns(DeprecationWarning, match="batch_processor"), pytest.raises(bl.BatchProcessingError):
         lambda_handler(_event("fail"), FakeContext())
+
+
+# -- odd handlers and errors inside the with block (compared with Powertools) ---------------------------------
+
+
+class _CallableHandler:
+    """A callable object taking lambda_context, as some frameworks build handlers."""
+
+    def __call__(self, record: Any, lambda_context: Any = None) -> Any:
+        return record.body, getattr(lambda_context, "aws_request_id", None)
+
+
+def _partial_target(prefix: str, record: Any, lambda_context: Any = None) -> Any:
+    return prefix + record.body, getattr(lambda_context, "aws_request_id", None)
+
+
+def _kwargs_handler(record: Any, **kwargs: Any) -> Any:
+    return record.body, sorted(kwargs)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [_CallableHandler(), functools.partial(_partial_target, "p:"), _kwargs_handler],
+    ids=["callable-object", "partial", "kwargs"],
+)
+def test_lambda_context_injection_for_unusual_handlers_matches_powertools(handler: Any) -> None:
+    """Callable objects, partials and **kwargs handlers get lambda_context exactly when Powertools passes it."""
+    event = _event("a", "b")
+    bl_processor = bl.BatchProcessor(bl.EventType.SQS, telemetry=OFF)
+    pt_processor = pt.BatchProcessor(pt.EventType.SQS)
+    for _ in range(2):  # the second run exercises batchlens' signature cache
+        with bl_processor(copy.deepcopy(event)["Records"], handler, lambda_context=FakeContext()):
+            bl_processed = bl_processor.process()
+        with pt_processor(copy.deepcopy(event)["Records"], handler, lambda_context=FakeContext()):
+            pt_processed = pt_processor.process()
+        assert [entry[:2] for entry in bl_processed] == [entry[:2] for entry in pt_processed]
+
+
+@pytest.mark.parametrize("bodies", [("ok", "fail"), ("fail", "fail")], ids=["partial", "entire"])
+def test_error_inside_the_with_block_matches_powertools(bodies: tuple[str, ...]) -> None:
+    """An exception in the caller's with block still builds the response (or raises the batch error) as Powertools."""
+    outcomes = []
+    for processor in (bl.BatchProcessor(bl.EventType.SQS, telemetry=OFF), pt.BatchProcessor(pt.EventType.SQS)):
+        try:
+            with processor(_event(*bodies)["Records"], _handler):
+                processor.process()
+                raise RuntimeError("caller failed")
+        except Exception as error:
+            outcomes.append((type(error).__name__, str(error).split("\n", 1)[0], processor.response()))
+    assert outcomes[0] == outcomes[1]

@@ -44,7 +44,7 @@ __all__ = [
 
 # Examples per hypothesis test; every event type runs several such tests (see the report in each module).
 # BATCHLENS_DIFF_EXAMPLES scales the whole suite, e.g. 1000 for a long soak.
-EXAMPLES = int(os.environ.get("BATCHLENS_DIFF_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("BATCHLENS_DIFF_EXAMPLES", "40"))
 
 DIFF_SETTINGS = settings(
     max_examples=EXAMPLES,

@@ -1,6 +1,6 @@
 """Differential tests of BatchProcessor / AsyncBatchProcessor against Powertools 3.37.0, every event type.
 
-Generated batches per event type and run (60 examples per hypothesis test by default, BATCHLENS_DIFF_EXAMPLES):
+Generated batches per event type and run (40 examples per hypothesis test by default, BATCHLENS_DIFF_EXAMPLES):
 sync function form x2 (raise_on_entire_batch_failure on/off), sync context manager, async function form x2,
 async context manager, lambda_context injection (4 variants, a third of the examples each), processor reuse
 (sync and async, 2-4 invocations each).
