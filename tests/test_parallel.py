@@ -112,6 +112,34 @@ def test_threaded_matches_sequential(telemetry: Telemetry | None, plan: list[tup
     assert [t[2] for t in threaded["tuples"]] == ids
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    plan=st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=2, max_size=16).filter(
+        lambda p: not all(fail for _, fail in p)
+    ),
+    workers=st.integers(2, 6),
+)
+def test_threaded_telemetry_one_span_and_one_entry_per_record(plan: list[tuple[int, bool]], workers: int) -> None:
+    """With random timing, every record gets exactly one span (child of the batch span) and one correlated log entry."""
+    event = plan_event(plan)
+    ids = [r["messageId"] for r in event["Records"]]
+    with capture_telemetry() as captured:
+        process_partial_response(event, plan_handler, BatchProcessor(EventType.SQS, max_workers=workers))
+        (batch,) = captured.batch_spans()
+        spans = captured.record_spans()
+        assert sorted(str(s.attributes["messaging.message.id"]) for s in spans) == sorted(ids)
+        for span in spans:
+            assert span.parent is not None
+            assert span.parent.span_id == batch.context.span_id
+        by_id = {s.attributes["messaging.message.id"]: s for s in spans}
+        entries = [e for e in captured.logs if e.get("event") in ("record processed", "record failed")]
+        assert sorted(e["record_id"] for e in entries) == sorted(ids)
+        for entry in entries:
+            span = by_id[entry["record_id"]]
+            assert entry["span_id"] == format(span.context.span_id, "016x")
+            assert entry["outcome"] == ("failure" if plan[ids.index(entry["record_id"])][1] else "success")
+
+
 def test_exception_infos_stay_paired_with_their_records() -> None:
     """Under heavy thread interleaving, ``exceptions[i]`` is still the error of ``fail_messages[i]``."""
     event = sqs_event([{"i": i, "sleep_ms": 0, "fail": i % 2 == 0} for i in range(400)], seed=3)
