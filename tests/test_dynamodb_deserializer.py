@@ -268,6 +268,14 @@ def test_numbers_match_powertools(text: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=1, max_size=6), st.text(max_size=5) | st.lists(st.text(max_size=2), max_size=3))
 def test_arbitrary_type_names_match_powertools(type_name: str, payload: Any) -> None:
-    """Arbitrary type names are accepted or rejected with TypeError exactly as Powertools does."""
+    """Arbitrary type names are accepted or rejected as Powertools does; rejections are always a TypeError.
+
+    Powertools sometimes fails a malformed value of a known type (``{"M": ""}``) with an AttributeError;
+    batchlens names the problem with a TypeError instead.
+    """
     value = {type_name: payload}
-    assert outcome(TypeDeserializer().deserialize, value) == powertools_outcome(value)
+    ours, theirs = outcome(TypeDeserializer().deserialize, value), powertools_outcome(value)
+    if theirs[0] == "error":
+        assert ours == ("error", TypeError)
+    else:
+        assert ours == theirs

@@ -6,7 +6,7 @@ Also home of :class:`TypeDeserializer`, which turns DynamoDB attribute values
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from enum import Enum
 from typing import Any, ClassVar
@@ -89,6 +89,8 @@ class TypeDeserializer:
         return [self.deserialize(item) for item in items]
 
     def _to_map(self, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if not isinstance(entries, Mapping):
+            raise TypeError(f"Expected the value of a DynamoDB 'M' attribute to be a map, got {type(entries).__name__}")
         return {name: self.deserialize(item) for name, item in entries.items()}
 
 
