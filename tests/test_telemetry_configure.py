@@ -357,6 +357,19 @@ def test_prometheus_serves_metrics(handles: list[TelemetryHandle]) -> None:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
 
 
+def test_prometheus_flushes_do_not_duplicate_series(handles: list[TelemetryHandle]) -> None:
+    """Flushing before each Lambda freeze must not make the next scrape repeat every series (Prometheus rejects it)."""
+    handle = make(handles, traces="none", metrics="prometheus", prometheus_port=0)
+    counter = handle.meter_provider.get_meter("batchlens").create_counter("batchlens.records.failed", unit="{record}")
+    for _ in range(3):
+        counter.add(1, {"messaging.system": "aws_sqs", "error.type": "ValueError"})
+        assert handle.flush()
+    body = urllib.request.urlopen(f"http://127.0.0.1:{handle.prometheus_port}/metrics", timeout=10).read().decode()
+    series = [line for line in body.splitlines() if line.startswith("batchlens_records_failed_total{")]
+    assert len(series) == 1
+    assert series[0].endswith(" 3.0")
+
+
 def test_prometheus_port_from_env(monkeypatch: pytest.MonkeyPatch, handles: list[TelemetryHandle]) -> None:
     """OTEL_EXPORTER_PROMETHEUS_PORT / _HOST pick the endpoint when the arguments are not given."""
     with socket.socket() as probe:

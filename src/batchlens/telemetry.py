@@ -522,14 +522,31 @@ def _start_prometheus(port: int, addr: str) -> tuple[MetricReader, WSGIServer]:
 
     # A registry of its own serves exactly this provider's metrics and lets several handles coexist in
     # one process (tests); exporters older than the ``registry`` argument share the global registry.
+    class LatestSnapshotReader(PrometheusMetricReader):
+        """Keeps only the newest cumulative snapshot between scrapes.
+
+        A flush (``force_flush`` before the Lambda freeze, or ``handle.flush()``) makes the reader collect;
+        the stock reader queues every collection until the next scrape, which then repeats each series once
+        per flush and Prometheus rejects the duplicates. Metrics are cumulative, so the newest snapshot holds
+        everything the older ones did.
+        """
+
+        def _receive_metrics(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+            if metrics_data is None:
+                return
+            queued = getattr(getattr(self, "_collector", None), "_metrics_datas", None)
+            if queued is not None:
+                queued.clear()
+            super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+
     registry = CollectorRegistry(auto_describe=True)
     try:
-        reader = PrometheusMetricReader(registry=registry)
+        reader = LatestSnapshotReader(registry=registry)
     except TypeError:
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
-        reader = PrometheusMetricReader()
+        reader = LatestSnapshotReader()
     try:
         server, _thread = start_http_server(port, addr=addr, registry=registry)
     except OSError as exc:
