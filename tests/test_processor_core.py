@@ -550,3 +550,33 @@ def test_error_inside_the_with_block_matches_powertools(bodies: tuple[str, ...])
         except Exception as error:
             outcomes.append((type(error).__name__, str(error).split("\n", 1)[0], processor.response()))
     assert outcomes[0] == outcomes[1]
+
+
+def test_nested_processor_does_not_change_the_outer_records_telemetry_outcome() -> None:
+    """A handler that runs its own (telemetry-off) batch and then fails is still reported as failed by the outer span/log."""
+    from opentelemetry.trace import StatusCode
+
+    from batchlens import BatchProcessor, EventType, Telemetry, process_partial_response
+    from batchlens.testing import capture_telemetry, lambda_context, sqs_event
+
+    inner = BatchProcessor(EventType.SQS, telemetry=Telemetry.disabled())
+    outer = BatchProcessor(EventType.SQS, telemetry=Telemetry(metrics=False))
+    inner_event = sqs_event(["inner-ok"], seed=1)
+
+    def handler(record):  # type: ignore[no-untyped-def]
+        def inner_handler(record, lambda_context):  # type: ignore[no-untyped-def]
+            return "fine"
+
+        process_partial_response(inner_event, inner_handler, inner, lambda_context())
+        if record.body == "fail":
+            raise RuntimeError("outer failure after an inner batch")
+        return "ok"
+
+    event = sqs_event(["ok", "fail"], seed=2)
+    with capture_telemetry() as telemetry:
+        response = process_partial_response(event, handler, outer)
+    failed_id = event["Records"][1]["messageId"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": failed_id}]}
+    spans = {s.attributes["messaging.message.id"]: s for s in telemetry.record_spans()}
+    assert spans[failed_id].status.status_code is StatusCode.ERROR
+    assert [e["record_id"] for e in telemetry.log_events("record failed")] == [failed_id]
