@@ -9,13 +9,15 @@ from a producer must never fail a record.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext
 
 __all__ = ["parse_xray_header"]
 
+# what SQS writes (possibly followed by more fields): one regex call instead of the general field walk
+_CANONICAL = re.compile(r"Root=1-([0-9a-f]{8})-([0-9a-f]{24});Parent=([0-9a-f]{16});Sampled=([01])(?:;|$)")
 _ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")
 _PARENT = re.compile(r"[0-9a-fA-F]{16}")
 _MAX_HEADER_LENGTH = 2048  # real headers are ~100 characters; refuse to scan anything absurd
@@ -32,6 +34,13 @@ def parse_xray_header(header: object) -> SpanContext | None:
         malformed, or names an all-zero trace or span id.
     """
     if not isinstance(header, str) or len(header) > _MAX_HEADER_LENGTH:
+        return None
+    canonical = _CANONICAL.match(header)
+    if canonical is not None:
+        trace_id = int(canonical.group(1) + canonical.group(2), 16)
+        span_id = int(canonical.group(3), 16)
+        if trace_id and span_id:
+            return _span_context(trace_id, span_id, canonical.group(4) == "1")
         return None
     trace_id = span_id = 0
     sampled = False
@@ -54,7 +63,17 @@ def parse_xray_header(header: object) -> SpanContext | None:
             sampled = value.strip() == "1"
     if not trace_id or not span_id:
         return None
+    return _span_context(trace_id, span_id, sampled)
+
+
+_FLAGS: tuple[Any, Any] | None = None  # (not sampled, sampled), built once
+
+
+def _span_context(trace_id: int, span_id: int, sampled: bool) -> SpanContext:
     from opentelemetry.trace import SpanContext, TraceFlags
 
-    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
+    global _FLAGS
+    flags = _FLAGS
+    if flags is None:
+        flags = _FLAGS = (TraceFlags(TraceFlags.DEFAULT), TraceFlags(TraceFlags.SAMPLED))
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags[sampled])

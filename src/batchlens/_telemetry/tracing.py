@@ -58,7 +58,7 @@ OTHER_ERROR = "_OTHER"  # semconv's error.type when there is no exception to nam
 class _BatchState:
     """What record spans of one batch share, computed once in ``batch_start``."""
 
-    __slots__ = ("context", "links", "name", "records", "template", "thread", "tracer")
+    __slots__ = ("batch_links", "context", "name", "parsed", "producers", "records", "template", "thread", "tracer")
 
     def __init__(self, tracer: Tracer, name: str | None, template: dict[str, Any]) -> None:
         self.tracer = tracer
@@ -66,7 +66,12 @@ class _BatchState:
         self.name = name
         self.template = template
         self.context: Context | None = None
-        self.links: list[list[Link] | None] | None = None
+        # whether the source carries producer context at all
+        self.producers = False
+        # producer contexts of the first records, parsed in batch_start for the batch links; the others
+        # are parsed when their record starts, so a big batch does not hold them all at once
+        self.parsed: list[list[SpanContext] | None] = []
+        self.batch_links: list[Link] = []
         self.records: list[Any] = []
         self.thread = threading.get_ident()
 
@@ -91,6 +96,16 @@ def producer_contexts(xray_header: str | None, carrier: Mapping[str, str] | None
         if w3c is not None and not any(c.trace_id == w3c.trace_id and c.span_id == w3c.span_id for c in found):
             found.append(w3c)
     return found
+
+
+def _record_contexts(source: Source, raw: Any) -> list[SpanContext] | None:
+    try:
+        xray, carrier = source.producer_headers(raw)
+    except Exception:  # a record of the wrong shape has no producer context
+        return None
+    if xray is None and not carrier:
+        return None
+    return producer_contexts(xray, carrier) or None
 
 
 def _extract_w3c(carrier: Mapping[str, str]) -> SpanContext | None:
@@ -255,46 +270,34 @@ class TracingObserver:
         batch.extra[_STATE_KEY] = state
         if self._capture is not None:
             batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
-        state.links = per_record = self._producer_links(batch)
-        batch_links: list[Link] = []
-        if per_record is not None:
-            limit = self._link_limit
-            for links in per_record:
-                if links is not None:
-                    batch_links.extend(links)
-                    if len(batch_links) >= limit:
-                        del batch_links[limit:]
-                        break
+        self._producer_links(batch, state)
         attributes = dict(template)
         attributes[BATCH_MESSAGE_COUNT] = batch.size
-        span = tracer.start_span(name, kind=SpanKind.CONSUMER, attributes=attributes, links=batch_links)
+        span = tracer.start_span(name, kind=SpanKind.CONSUMER, attributes=attributes, links=state.batch_links)
         batch.span = span
         ctx = trace.set_span_in_context(span)
         state.context = ctx
         batch.token = otel_context.attach(ctx)
 
-    @staticmethod
-    def _producer_links(batch: BatchInfo) -> list[list[Link] | None] | None:
+    def _producer_links(self, batch: BatchInfo, state: _BatchState) -> None:
+        """Collect the batch span's links (up to the link limit) from the first records' producer contexts."""
         source = batch.source
         if type(source).producer_headers is Source.producer_headers:
-            return None  # this source never carries producer context
-        per_record: list[list[Link] | None] = [None] * len(batch.records)
-        found = False
-        for index, raw in enumerate(batch.records):
-            try:
-                xray, carrier = source.producer_headers(raw)
-            except Exception:  # a record of the wrong shape has no producer context
-                continue
-            if xray is None and not carrier:
-                continue
-            contexts = producer_contexts(xray, carrier)
-            if not contexts:
-                continue
-            message_id = source.message_id(raw)
-            attributes = {MESSAGE_ID: message_id} if message_id is not None else None
-            per_record[index] = [Link(c, attributes) for c in contexts]
-            found = True
-        return per_record if found else None
+            return  # this source never carries producer context
+        state.producers = True
+        limit = self._link_limit
+        batch_links = state.batch_links
+        parsed = state.parsed
+        for raw in batch.records:
+            if len(batch_links) >= limit:
+                break
+            contexts = _record_contexts(source, raw)
+            parsed.append(contexts)
+            if contexts:
+                message_id = source.message_id(raw)
+                attributes = {MESSAGE_ID: message_id} if message_id is not None else None
+                batch_links.extend(Link(c, attributes) for c in contexts)
+        del batch_links[limit:]
 
     def batch_end(self, batch: BatchInfo) -> None:
         """Record the counts, mark an entirely failed batch as an error, end the batch span."""
@@ -347,11 +350,16 @@ class TracingObserver:
         if extra:
             attributes.update(extra)
         links = None
-        per_record = state.links
-        if per_record is not None:
+        if state.producers:
             index = record.index
-            if 0 <= index < len(per_record) and state.records[index] is raw:
-                links = per_record[index]
+            parsed = state.parsed
+            if 0 <= index < len(parsed) and state.records[index] is raw:
+                contexts = parsed[index]
+            else:
+                contexts = _record_contexts(source, raw)
+            if contexts:
+                # the record span names its message itself; only the batch span's links carry the attribute
+                links = [Link(c) for c in contexts]
         span = state.tracer.start_span(
             name, context=state.context, kind=SpanKind.CONSUMER, attributes=attributes, links=links
         )
