@@ -23,7 +23,7 @@ from batchlens import (
 )
 from batchlens.testing import capture_telemetry, lambda_context, sqs_event, sqs_fifo_event
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "options"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 QUIET = Telemetry.disabled()
 
 
@@ -230,13 +230,15 @@ def test_capped_run_has_one_span_per_record_under_the_batch_span() -> None:
 
 
 def test_async_max_concurrency_example() -> None:
-    """examples/options/async_max_concurrency.py never exceeds its cap of 5 and reports the failing record."""
-    spec = importlib.util.spec_from_file_location("options_async", EXAMPLES / "async_max_concurrency.py")
+    """examples/async_max_concurrency/app.py never exceeds its cap of 3 and reports the failing record."""
+    spec = importlib.util.spec_from_file_location(
+        "example_async_max_concurrency", EXAMPLES / "async_max_concurrency" / "app.py"
+    )
     assert spec is not None
     assert spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    event = sqs_event([{"item": i, "status": "fail" if i == 2 else "ok"} for i in range(20)], seed=1)
+    event = sqs_event([{"order_id": f"order-{i}", "status": "fail" if i == 2 else "ok"} for i in range(20)], seed=1)
     response = example.lambda_handler(event, lambda_context(seed=1))
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][2]["messageId"]}]}
-    assert example.peak == 5
+    assert example.in_flight.peak == example.MAX_CONCURRENCY == 3

@@ -30,7 +30,7 @@ from batchlens import (
 )
 from batchlens.testing import capture_telemetry, kinesis_event, lambda_context, sqs_event, sqs_fifo_event
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "options"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 QUIET = Telemetry.disabled()
 
 # The remaining time the guard saw just before starting the current record (same thread / task as the handler).
@@ -409,22 +409,21 @@ def test_async_unlimited_starts_everything_at_once() -> None:
 
 
 def test_deadline_guard_example() -> None:
-    """examples/options/deadline_guard.py returns before its budget runs out and reports the unstarted records."""
-    spec = importlib.util.spec_from_file_location("options_deadline", EXAMPLES / "deadline_guard.py")
+    """examples/deadline_guard/app.py returns before its budget runs out and reports the unstarted records."""
+    spec = importlib.util.spec_from_file_location("example_deadline_guard", EXAMPLES / "deadline_guard" / "app.py")
     assert spec is not None
     assert spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    assert example.processor.deadline_margin_ms == 250
-    clock = HandlerClock(600)
+    assert example.processor.deadline_margin_ms == example.DEADLINE_MARGIN_MS == 450
+    clock = HandlerClock(2_000)
     event = sqs_event(count=20, seed=1)
-    original = example.record_handler
 
-    def timed(record: Any) -> str:
-        clock.spend(50)  # the example's handler sleeps 50 ms; charge it to the fake clock too
-        return str(original(record))
+    def export_order(order: dict[str, Any]) -> None:
+        clock.spend(300)  # the example's export sleeps 300 ms; charge it to the fake clock instead
 
-    example.record_handler = timed
+    example.export_order = export_order
     response = example.lambda_handler(event, lambda_context(remaining_ms=clock))
-    # records start while 600, 550, ..., 250 ms remain: 8 run, 12 are reported
-    assert failures(response) == ids_of(event)[8:]
+    # records start while 2000, 1700, ..., 500 ms remain: 6 run, 14 are reported
+    assert failures(response) == ids_of(event)[6:]
+    assert clock.elapsed_ms == 1_800 < clock.budget_ms

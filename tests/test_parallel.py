@@ -25,12 +25,12 @@ from batchlens import (
 )
 from batchlens.testing import capture_telemetry, kinesis_event, lambda_context, sqs_event, sqs_fifo_event
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "options"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def load_example(name: str) -> Any:
-    """Import examples/options/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(f"options_{name}", EXAMPLES / f"{name}.py")
+    """Import examples/<name>/app.py as a fresh module."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / name / "app.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -460,10 +460,10 @@ def test_threaded_spans_parentage_and_log_correlation() -> None:
 # -- the example ----------------------------------------------------------------------------------------------
 
 
-def test_parallel_workers_example() -> None:
-    """examples/options/parallel_workers.py processes a batch on 8 workers and reports its failing record."""
-    example = load_example("parallel_workers")
-    assert example.processor.max_workers == 8
-    event = sqs_event([{"order": i, "status": "fail" if i == 3 else "ok"} for i in range(10)], seed=1)
+def test_parallel_processing_example() -> None:
+    """examples/parallel_processing/app.py processes a batch on 4 workers and reports its failing record."""
+    example = load_example("parallel_processing")
+    assert example.processor.max_workers == example.MAX_WORKERS == 4
+    event = sqs_event([{"order_id": f"order-{i}", "status": "fail" if i == 3 else "ok"} for i in range(10)], seed=1)
     response = example.lambda_handler(event, lambda_context(seed=1))
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][3]["messageId"]}]}

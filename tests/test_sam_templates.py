@@ -98,16 +98,17 @@ def test_template_passes_cfn_lint(name: str, lint_of_shipped_templates: subproce
 
 
 def test_cfn_lint_catches_a_broken_template(tmp_path: Path) -> None:
-    """The lint check can fail: an end-of-life runtime and a misspelt event property are both reported."""
+    """The lint check can fail: an end-of-life runtime and a reference to an undefined queue are both reported."""
     template = (SAM_DIR / "sqs_batch_processing.yaml").read_text()
     old_runtime = tmp_path / "old_runtime.yaml"
     old_runtime.write_text(template.replace("python3.13", "python2.7"))
-    misspelt = tmp_path / "misspelt.yaml"
-    misspelt.write_text(template.replace("BatchSize: 10", "BatchSizes: 10"))
-    result = cfn_lint(old_runtime, misspelt)
+    dangling = tmp_path / "dangling.yaml"
+    # (a misspelt SAM event property is an error in some cfn-lint releases and silently dropped in others)
+    dangling.write_text(template.replace("!GetAtt OrdersQueue.Arn", "!GetAtt MissingQueue.Arn"))
+    result = cfn_lint(old_runtime, dangling)
     assert result.returncode != 0
     flagged = {Path(m["Filename"]).name for m in json.loads(result.stdout) if m["Level"] == "Error"}
-    assert flagged == {"old_runtime.yaml", "misspelt.yaml"}
+    assert flagged == {"old_runtime.yaml", "dangling.yaml"}
 
 
 @pytest.mark.parametrize("name", ALL_TEMPLATES)

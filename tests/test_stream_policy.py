@@ -23,7 +23,7 @@ from batchlens import (
 )
 from batchlens.testing import capture_telemetry, dynamodb_event, kafka_event, kinesis_event, lambda_context, sqs_event
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "options"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 QUIET = Telemetry.disabled()
 STREAMS = [EventType.KinesisDataStreams, EventType.DynamoDBStreams, EventType.Kafka]
 
@@ -286,14 +286,18 @@ def test_short_circuited_records_are_traced_logged_and_counted() -> None:
 
 
 def test_stream_stop_on_first_failure_example() -> None:
-    """examples/options/stream_stop_on_first_failure.py applies readings in order up to the bad one and reports the rest."""
-    spec = importlib.util.spec_from_file_location("options_stream", EXAMPLES / "stream_stop_on_first_failure.py")
+    """examples/stream_stop_on_first_failure/app.py applies entries in order up to the bad one and reports the rest."""
+    spec = importlib.util.spec_from_file_location(
+        "example_stream_stop_on_first_failure", EXAMPLES / "stream_stop_on_first_failure" / "app.py"
+    )
     assert spec is not None
     assert spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    event = kinesis_event([{"seq": i, "value": -5 if i == 3 else i} for i in range(6)], seed=2)
+    entries = [{"account": "acc-1", "delta": "bad" if i == 3 else i} for i in range(6)]
+    event = kinesis_event(entries, seed=2)
     response = example.lambda_handler(event, lambda_context(seed=1))
-    assert example.applied == [0, 1, 2]
     seqs = [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
+    applied = example.APPLIED
+    assert applied == seqs[:3]
     assert response == {"batchItemFailures": [{"itemIdentifier": s} for s in seqs[3:]]}

@@ -2,8 +2,11 @@
 
 Not in the seed: Powertools' ``AsyncBatchProcessor`` starts every record of the batch at once, which can
 exhaust connection pools or hit a downstream rate limit with batches of hundreds of records.
-``AsyncBatchProcessor(..., max_concurrency=N)`` lets at most N record handlers run at the same time.
-Configuration alternative: ``BATCHLENS_MAX_CONCURRENCY=3``.
+``AsyncBatchProcessor(..., max_concurrency=N)`` lets at most N record handlers run at the same time; the
+others wait for a slot. Results and ``batchItemFailures`` stay in input order, and every record keeps its
+own span under the batch span. Configuration alternative: ``BATCHLENS_MAX_CONCURRENCY=3`` (default:
+unlimited). With a cap, records start one slot at a time, which is also what lets ``deadline_margin_ms``
+hold back the records that have not started yet.
 
 Run it: ``python examples/async_max_concurrency/app.py`` - 10 webhook deliveries, never more than 3 in
 flight; the one marked ``fail`` is reported.
