@@ -104,7 +104,7 @@ def test_cfn_lint_catches_a_broken_template(tmp_path: Path) -> None:
     old_runtime.write_text(template.replace("python3.13", "python2.7"))
     dangling = tmp_path / "dangling.yaml"
     # (a misspelt SAM event property is an error in some cfn-lint releases and silently dropped in others)
-    dangling.write_text(template.replace("!GetAtt OrdersQueue.Arn", "!GetAtt MissingQueue.Arn"))
+    dangling.write_text(template.replace("!GetAtt OrdersDeadLetterQueue.Arn", "!GetAtt MissingQueue.Arn"))
     result = cfn_lint(old_runtime, dangling)
     assert result.returncode != 0
     flagged = {Path(m["Filename"]).name for m in json.loads(result.stdout) if m["Level"] == "Error"}
