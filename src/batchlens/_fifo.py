@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchlens._config import Telemetry
-from batchlens._processor import AsyncBatchProcessor, BatchProcessor
+from batchlens._processor import AsyncBatchProcessor, BasePartialBatchProcessor, BatchProcessor
 from batchlens._sources import EventType
 from batchlens.exceptions import ExceptionInfo, SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError
 
@@ -22,8 +22,11 @@ def _refuse_workers(max_workers: int | None) -> None:
         )
 
 
-class _FifoRules:
-    """The FIFO short-circuit rules, shared by the sync and async FIFO processors."""
+class _FifoRules(BasePartialBatchProcessor):
+    """The FIFO short-circuit rules, shared by the sync and async FIFO processors.
+
+    Mixed in before ``BatchProcessor`` / ``AsyncBatchProcessor``, so ``super()`` here reaches those.
+    """
 
     circuit_breaker_exc: ExceptionInfo = (
         SQSFifoCircuitBreakerError,
@@ -37,7 +40,6 @@ class _FifoRules:
     )
     _skip_group_on_error: bool = False
     _current_group_id: str | None = None
-    fail_messages: list[Any]
 
     def _init_fifo(self, skip_group_on_error: bool) -> None:
         self._skip_group_on_error = skip_group_on_error
@@ -59,9 +61,20 @@ class _FifoRules:
         if self._skip_group_on_error and self._current_group_id:
             self._failed_group_ids.add(self._current_group_id)
 
-    def _reset_fifo(self) -> None:
+    def _skip_record(self, raw: Any, reason: ExceptionInfo) -> Any:
+        if reason[0] not in (SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError):
+            self._enter_record(raw)  # a deadline skip: attribute the failure to this record's group
+        return super()._skip_record(raw, reason)
+
+    def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
+        """Track the failure, remembering its message group when ``skip_group_on_error`` is on."""
+        self._note_failure()
+        return super().failure_handler(record, exception)
+
+    def _clean(self) -> None:
         self._failed_group_ids.clear()
         self._current_group_id = None
+        super()._clean()
 
 
 class SqsFifoPartialProcessor(_FifoRules, BatchProcessor):
@@ -107,19 +120,6 @@ class SqsFifoPartialProcessor(_FifoRules, BatchProcessor):
             return self._skip_record(record, reason)
         return super()._process_record(record)
 
-    def _skip_record(self, raw: Any, reason: ExceptionInfo) -> Any:
-        if reason[0] not in (SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError):
-            self._enter_record(raw)  # a deadline skip: attribute the failure to this record's group
-        return super()._skip_record(raw, reason)
-
-    def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
-        """Track the failure, remembering its message group when ``skip_group_on_error`` is on."""
-        self._note_failure()
-        return super().failure_handler(record, exception)
-
-    def _clean(self) -> None:
-        self._reset_fifo()
-        super()._clean()
 
 
 class SqsFifoPartialProcessorAsync(_FifoRules, AsyncBatchProcessor):
@@ -168,16 +168,3 @@ class SqsFifoPartialProcessorAsync(_FifoRules, AsyncBatchProcessor):
             return self._skip_record(record, reason)
         return await super()._async_process_record(record)
 
-    def _skip_record(self, raw: Any, reason: ExceptionInfo) -> Any:
-        if reason[0] not in (SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError):
-            self._enter_record(raw)
-        return super()._skip_record(raw, reason)
-
-    def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
-        """Track the failure, remembering its message group when ``skip_group_on_error`` is on."""
-        self._note_failure()
-        return super().failure_handler(record, exception)
-
-    def _clean(self) -> None:
-        self._reset_fifo()
-        super()._clean()
