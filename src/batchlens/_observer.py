@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -25,6 +25,7 @@ __all__ = [
     "ObserverChain",
     "RecordInfo",
     "current_record",
+    "noop_hook",
     "telemetry_fault_count",
 ]
 
@@ -173,6 +174,16 @@ class Observer(Protocol):
         """Export what is buffered, within ``timeout_millis``."""
 
 
+_F = TypeVar("_F")
+_NOOP_HOOKS: set[Any] = set()
+
+
+def noop_hook(method: _F) -> _F:
+    """Mark an observer method as doing nothing, so ``ObserverChain`` never calls it (saves a call per record)."""
+    _NOOP_HOOKS.add(method)
+    return method
+
+
 _fault_count = 0
 _reported: set[tuple[str, str]] = set()
 
@@ -197,55 +208,80 @@ def _fault(observer: object, hook: str) -> None:
 
 
 class ObserverChain:
-    """Calls each observer in turn; an exception from one is reported and never reaches the processor."""
+    """Calls each observer in turn; an exception from one is reported and never reaches the processor.
 
-    __slots__ = ("observers",)
+    For each hook the observers to call are picked once, leaving out those whose method is marked with
+    :func:`noop_hook`, so a record costs one call per observer that has something to do.
+    """
+
+    __slots__ = (
+        "_batch_end",
+        "_batch_start",
+        "_flush",
+        "_record_failure",
+        "_record_start",
+        "_record_success",
+        "observers",
+    )
 
     def __init__(self, observers: Iterable[Observer]) -> None:
         self.observers: tuple[Observer, ...] = tuple(observers)
+        forward = self.observers
+        backward = tuple(reversed(forward))
+        self._batch_start = _calling(forward, "batch_start")
+        self._record_start = _calling(forward, "record_start")
+        # reverse order, so the observer that opened a span first closes it last
+        self._record_success = _calling(backward, "record_success")
+        self._record_failure = _calling(backward, "record_failure")
+        self._batch_end = _calling(backward, "batch_end")
+        self._flush = _calling(forward, "flush")
 
     def batch_start(self, batch: BatchInfo) -> None:
-        for observer in self.observers:
+        for observer in self._batch_start:
             try:
                 observer.batch_start(batch)
             except Exception:
                 _fault(observer, "batch_start")
 
     def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
-        for observer in self.observers:
+        for observer in self._record_start:
             try:
                 observer.record_start(batch, record)
             except Exception:
                 _fault(observer, "record_start")
 
     def record_success(self, batch: BatchInfo, record: RecordInfo) -> None:
-        # reverse order, so the observer that opened a span first closes it last
-        for observer in reversed(self.observers):
+        for observer in self._record_success:
             try:
                 observer.record_success(batch, record)
             except Exception:
                 _fault(observer, "record_success")
 
     def record_failure(self, batch: BatchInfo, record: RecordInfo) -> None:
-        for observer in reversed(self.observers):
+        for observer in self._record_failure:
             try:
                 observer.record_failure(batch, record)
             except Exception:
                 _fault(observer, "record_failure")
 
     def batch_end(self, batch: BatchInfo) -> None:
-        for observer in reversed(self.observers):
+        for observer in self._batch_end:
             try:
                 observer.batch_end(batch)
             except Exception:
                 _fault(observer, "batch_end")
 
     def flush(self, timeout_millis: int) -> None:
-        for observer in self.observers:
+        for observer in self._flush:
             try:
                 observer.flush(timeout_millis)
             except Exception:
                 _fault(observer, "flush")
+
+
+def _calling(observers: tuple[Observer, ...], hook: str) -> tuple[Observer, ...]:
+    """The observers whose ``hook`` does something (its method, looked up on the class, is not a no-op)."""
+    return tuple(o for o in observers if getattr(type(o), hook, None) not in _NOOP_HOOKS)
 
 
 _CURRENT: ContextVar[RecordInfo | None] = ContextVar("batchlens_current_record", default=None)

@@ -266,9 +266,11 @@ class BasePartialProcessor(ABC):
         observer.batch_end(batch)
 
     def _start_record(self, batch: BatchInfo, observer: ObserverChain, index: int, raw: Any) -> RecordInfo:
-        rec = RecordInfo(index, raw, perf_counter_ns())
+        rec = RecordInfo(index, raw, 0)
         batch.record_infos.append(rec)
         observer.record_start(batch, rec)
+        # the clock starts once the observers are done, so durations measure the record, not span set-up
+        rec.start_ns = rec.end_ns = perf_counter_ns()
         return rec
 
     @staticmethod
@@ -308,7 +310,16 @@ class BasePartialProcessor(ABC):
             self._abort_record(batch, observer, rec, exc)
             raise
         _CURRENT.reset(token)
-        self._finish_record(batch, observer, rec, entry)
+        outcome = rec.outcome
+        if outcome is None:
+            self._finish_record(batch, observer, rec, entry)
+            return entry
+        # _finish_record inlined for the common case: the handlers set the outcome
+        rec.end_ns = perf_counter_ns()
+        if outcome == SUCCESS:
+            observer.record_success(batch, rec)
+        else:
+            observer.record_failure(batch, rec)
         return entry
 
     async def _async_run_one(self, index: int, raw: Any) -> Any:

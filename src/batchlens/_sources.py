@@ -143,7 +143,12 @@ class Source:
 
     def record_attributes(self, raw: Any) -> dict[str, Any]:
         """Source-specific span attributes of one record (set at span start)."""
-        return {}
+        out: dict[str, Any] = {}
+        self.add_record_attributes(raw, out)
+        return out
+
+    def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
+        """Write the source-specific span attributes of one record into ``into`` (no dict of its own per record)."""
 
     def producer_headers(self, raw: Any) -> tuple[str | None, Mapping[str, str] | None]:
         """The producer's trace context: (X-Ray trace header, W3C carrier) — None where absent."""
@@ -160,38 +165,47 @@ class _SqsSource(Source):
     def identifier_of_model(self, model: Any) -> Any:
         return model.messageId
 
+    def message_id(self, raw: Any) -> str | None:
+        # per record on the telemetry path: one lookup, no exception unless the record is malformed
+        try:
+            value = raw["messageId"]
+        except (KeyError, TypeError, IndexError):
+            return None
+        return value if isinstance(value, str) and value else None
+
     def _name_from_arn(self, arn: str) -> str | None:
         name = arn.rsplit(":", 1)[-1]
         return name or None
 
-    def record_attributes(self, raw: Any) -> dict[str, Any]:
+    def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         attrs = raw.get("attributes")
-        out: dict[str, Any] = {}
-        if isinstance(attrs, Mapping):
+        # ``type(...) is dict`` first: an isinstance check against the Mapping ABC costs far more
+        if type(attrs) is dict or isinstance(attrs, Mapping):
             count = attrs.get("ApproximateReceiveCount")
             if count is not None:
                 try:
-                    out["batchlens.sqs.receive_count"] = int(count)
+                    into["batchlens.sqs.receive_count"] = int(count)
                 except (TypeError, ValueError):
                     pass
             group = attrs.get("MessageGroupId")
             if isinstance(group, str):
-                out["batchlens.sqs.message_group_id"] = group
-        return out
+                into["batchlens.sqs.message_group_id"] = group
 
     def producer_headers(self, raw: Any) -> tuple[str | None, Mapping[str, str] | None]:
         xray: str | None = None
         attrs = raw.get("attributes")
-        if isinstance(attrs, Mapping):
+        if type(attrs) is dict or isinstance(attrs, Mapping):
             header = attrs.get("AWSTraceHeader")
             if isinstance(header, str):
                 xray = header
         carrier: dict[str, str] | None = None
         message_attributes = raw.get("messageAttributes")
-        if isinstance(message_attributes, Mapping) and message_attributes:
+        if not message_attributes:
+            return xray, None
+        if type(message_attributes) is dict or isinstance(message_attributes, Mapping):
             for key in ("traceparent", "tracestate"):
                 attr = message_attributes.get(key)
-                if isinstance(attr, Mapping):
+                if type(attr) is dict or isinstance(attr, Mapping):
                     value = attr.get("stringValue")
                     if isinstance(value, str):
                         if carrier is None:
@@ -220,11 +234,10 @@ class _KinesisSource(Source):
         _, sep, rest = arn.partition(":stream/")
         return rest.split("/", 1)[0] or None if sep else None
 
-    def record_attributes(self, raw: Any) -> dict[str, Any]:
+    def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         event_id = raw.get("eventID")
         if isinstance(event_id, str) and ":" in event_id:
-            return {"messaging.destination.partition.id": event_id.split(":", 1)[0]}
-        return {}
+            into["messaging.destination.partition.id"] = event_id.split(":", 1)[0]
 
 
 _DDB_OPERATIONS = {"INSERT": "insert", "MODIFY": "edit", "REMOVE": "delete"}
@@ -250,9 +263,10 @@ class _DynamoDBSource(Source):
         _, sep, rest = arn.partition(":table/")
         return rest.split("/", 1)[0] or None if sep else None
 
-    def record_attributes(self, raw: Any) -> dict[str, Any]:
+    def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         operation = _DDB_OPERATIONS.get(raw.get("eventName"))
-        return {"faas.document.operation": operation} if operation else {}
+        if operation:
+            into["faas.document.operation"] = operation
 
 
 class _KafkaSource(Source):
@@ -293,9 +307,10 @@ class _KafkaSource(Source):
             return None
         return topic if isinstance(topic, str) else None
 
-    def record_attributes(self, raw: Any) -> dict[str, Any]:
+    def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         partition = raw.get("partition")
-        return {"messaging.destination.partition.id": str(partition)} if partition is not None else {}
+        if partition is not None:
+            into["messaging.destination.partition.id"] = str(partition)
 
 
 class _GenericSource(Source):

@@ -1,6 +1,6 @@
 """Telemetry overhead, import cost and large-batch benchmark, measured against Powertools in one process.
 
-Run:  python tests/benchmarks/bench_overhead.py [--records 3000] [--rounds 15]
+Run:  python tests/benchmarks/bench_overhead.py [--records 3000] [--rounds 15] [--breakdown]
 
 Configurations (same SQS batch, ~10% failures, trivial handler):
   A  Powertools BatchProcessor, no telemetry (the anchor)
@@ -10,6 +10,8 @@ Configurations (same SQS batch, ~10% failures, trivial handler):
   F  the floor: one SDK span start/end plus one structlog JSON line per record, nothing else
 All share SDK providers with a BatchSpanProcessor to a do-nothing exporter, an InMemoryMetricReader, and structlog
 rendering JSON with a timestamp into an in-memory stream. Rounds are interleaved; medians are reported.
+With --breakdown it also prints what each observer costs on its own (batchlens with only that switch on, minus B,
+same providers, interleaved rounds) and the cost of capturing one ~200-byte dict result.
 This is not a test: it prints figures and ratios, and exits 0.
 """
 
@@ -150,6 +152,71 @@ def overhead(records: int, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def breakdown(records: int, rounds: int) -> dict[str, float]:
+    """Median us/record of batchlens with one observer at a time (interleaved with B and C, same providers)."""
+    tracer_provider, meter_provider, stream = setup_providers()
+    configs = make_configs(tracer_provider, meter_provider)
+    off = {"tracing": False, "metrics": False, "logging": False, "capture_response": False}
+
+    def only(**switches: bool) -> Callable[[dict[str, Any]], Any]:
+        telemetry = batchlens.Telemetry(
+            tracer_provider=tracer_provider, meter_provider=meter_provider, flush="never", **{**off, **switches}
+        )
+        processor = batchlens.BatchProcessor(batchlens.EventType.SQS, telemetry=telemetry)
+        return lambda event: batchlens.process_partial_response(event, handler, processor)
+
+    variants: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "B": configs["B"],
+        "tracing (spans, no capture)": only(tracing=True),
+        "tracing + capture": only(tracing=True, capture_response=True),
+        "metrics": only(metrics=True),
+        "logging": only(logging=True),
+        "C": configs["C"],
+    }
+    event = sqs_event(count=records, fail_rate=0.1, seed=42)
+    for run in variants.values():
+        run(event)
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            stream.seek(0)
+            stream.truncate()
+            gc.collect()
+            start = time.perf_counter()
+            run(event)
+            samples[name].append((time.perf_counter() - start) / records * 1e6)
+        tracer_provider.force_flush()
+    tracer_provider.shutdown()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def capture_cost(repeat: int = 20_000) -> float:
+    """Best-of-5 us to capture a ~200-byte flat dict result (the per-record capture path, without the span)."""
+    from batchlens._telemetry.capture import CaptureBudget, ResponseCapture
+
+    capture = ResponseCapture(batchlens.Telemetry())
+    value = {
+        "orderId": "order-000123",
+        "status": "accepted",
+        "total": 129.95,
+        "currency": "EUR",
+        "items": 3,
+        "warehouse": "eu-west-1a",
+        "express": False,
+        "note": None,
+        "customer": "c-0000981234",
+        "eta_days": 2,
+    }
+    best = float("inf")
+    for _ in range(5):
+        budget = CaptureBudget(10**15)
+        start = time.perf_counter()
+        for _ in range(repeat):
+            capture.attributes(value, budget)
+        best = min(best, (time.perf_counter() - start) / repeat * 1e6)
+    return best
+
+
 def import_cost(module: str, runs: int) -> float:
     """Median cumulative import time of ``module`` in fresh interpreters, in ms (python -X importtime)."""
     values = []
@@ -234,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--import-runs", type=int, default=9)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="also print the cost of each observer on its own")
     args = parser.parse_args(argv)
 
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cpus; {args.records} SQS records, 10% failing, "
@@ -245,6 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  C/D         = {med['C'] / med['D']:.2f}  [<= 1.0]")
     print(f"  (C - A)/F   = {(med['C'] - med['A']) / med['F']:.2f}  [<= 1.2]")
     print(f"  B/A         = {med['B'] / med['A']:.2f}  [<= 0.9]")
+    if args.breakdown:
+        parts = breakdown(args.records, args.rounds)
+        print("Breakdown (batchlens with one observer on; us/record, and minus B):")
+        for name, value in parts.items():
+            print(f"  {name:28s} {value:8.2f}  ({value - parts['B']:+8.2f})")
+        print(f"  capture of a 200-byte dict result: {capture_cost():.2f} us")
 
     bl = import_cost("batchlens", args.import_runs)
     pt = import_cost("aws_lambda_powertools.utilities.batch", args.import_runs)

@@ -9,8 +9,9 @@ nothing: their spans get the size and ``truncated=True`` but no response text.
 
 How memory stays bounded whatever the result's size:
 
-* Small, plain results (dicts, lists, strings, numbers, ``None``; a few hundred nodes, a few KB of text, no key
-  to redact) go through the C JSON encoder in one call: the common case costs a few microseconds.
+* Small, plain results (dicts, lists, strings, numbers, ``None``; a few hundred nodes, a few KB of text) go through
+  the C JSON encoder in one call. Scalars and flat dicts/lists of scalars (the common case) skip even the scan:
+  one pass over the values, a redaction decision cached per tuple of keys, one call of a prebuilt C encoder.
 * Everything else is serialised by a streaming writer that produces the JSON text piece by piece, long strings
   and bytes in 64 Ki-character slices. It keeps pieces only until the record's byte cap is reached; after that
   it only adds up their UTF-8 sizes. Peak memory is therefore about one slice plus the cap, and computing the
@@ -36,7 +37,7 @@ from __future__ import annotations
 import json
 import threading
 from json.encoder import encode_basestring
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -66,6 +67,48 @@ _PLAIN_CHARS = 8192
 _MAX_DEPTH = 100
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
+# Ints beyond this many bits go to the streaming writer (the encoder refuses ints past
+# sys.get_int_max_str_digits(), and long digit strings are not "small").
+_BIG_INT: Final = 1 << 1024
+_MAX_KEY_PLANS = 256  # distinct key tuples whose redaction decision is cached, per ResponseCapture
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(type(value).__qualname__)
+
+
+def _make_one_shot() -> Any:
+    """The C encoder ``JSONEncoder.encode`` builds on every call, built once (None where there is no C encoder).
+
+    ``json.dumps``/``JSONEncoder.encode`` re-create it per call, which is most of their cost on small values.
+    Its arguments mirror ``JSONEncoder(ensure_ascii=False)``'s; no circular-reference markers are needed because it
+    only ever sees values the fast paths have walked (finite, acyclic). Any surprise falls back to ``_ENCODER``.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        encoder = make(None, _refuse, encode_basestring, None, ": ", ", ", False, False, True)
+        probe = {"a": [1, 2.5, None, True, "é\n"], "b": float("nan")}
+        if "".join(encoder(probe, 0)) != _ENCODER.encode(probe):
+            return None
+    except Exception:  # a different private signature: use the public encoder
+        return None
+    return encoder
+
+
+_ONE_SHOT = _make_one_shot()
+
+
+def _encode(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` for a finite, acyclic, plain value."""
+    one_shot = _ONE_SHOT
+    if one_shot is None:
+        return _ENCODER.encode(value)
+    chunks = one_shot(value, 0)
+    return chunks[0] if len(chunks) == 1 else "".join(chunks)
+
+
 _REDACTED_JSON = encode_basestring(REDACTED)
 _CIRCULAR_JSON = encode_basestring("<circular reference>")
 _TOO_DEEP_JSON = encode_basestring(f"<nested deeper than {_MAX_DEPTH} levels>")
@@ -110,13 +153,16 @@ class ResponseCapture:
         telemetry: Supplies ``capture_response``, the per-record and per-batch byte limits and ``redact_keys``.
     """
 
-    __slots__ = ("_batch_bytes", "_enabled", "_record_bytes", "_redact")
+    __slots__ = ("_batch_bytes", "_enabled", "_key_plans", "_record_bytes", "_redact")
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._enabled = bool(telemetry.capture_response)
         self._record_bytes = telemetry.capture_max_bytes_per_record
         self._batch_bytes = telemetry.capture_max_bytes_per_batch
         self._redact = frozenset(key.lower() for key in telemetry.redact_keys)
+        # tuple of a flat dict's keys -> (their characters, the keys to redact or None), or None when a key is
+        # not a str; handlers return the same shape for every record, so this is decided once per shape
+        self._key_plans: dict[tuple[Any, ...], tuple[int, frozenset[str] | None] | None] = {}
 
     @property
     def enabled(self) -> bool:
@@ -136,8 +182,35 @@ class ResponseCapture:
         """
         if not self._enabled:
             return {}
-        limit = min(self._record_bytes, budget.remaining)
-        text, kept, size = _serialise(value, limit, self._redact)
+        limit = self._record_bytes
+        remaining = budget._remaining
+        if remaining < limit:
+            limit = remaining
+        if type(value) is dict:
+            # the common result, inlined: a flat dict of scalars whose key tuple has a cached plan
+            full = None
+            if len(value) <= _PLAIN_NODES:
+                keys = tuple(value)
+                try:
+                    plan = self._key_plans[keys]
+                except KeyError:
+                    plan = self._plan(keys)
+                if plan is not None and _flat_scalars(value.values(), plan[0]):
+                    if plan[1] is not None:
+                        value = {key: REDACTED if key in plan[1] else child for key, child in value.items()}
+                    full = _encode(value)
+        else:
+            full = self._quick(value)
+        if full is not None:
+            if full.isascii():
+                size = len(full)
+                text = full if size <= limit else full[:limit]
+                kept = len(text)
+            else:
+                size = len(full.encode("utf-8", "replace"))
+                text, kept = _cut_utf8(full, limit)
+        else:
+            text, kept, size = _serialise(value, limit, self._redact)
         if kept:
             granted = budget.take(kept)
             if granted < kept:
@@ -145,12 +218,39 @@ class ResponseCapture:
                 text, used = _cut_utf8(text, granted)
                 budget.give_back(granted - used)
                 kept = used
-        attrs: dict[str, Any] = {}
         if kept or size == 0:
-            attrs[RESPONSE] = text
-        attrs[RESPONSE_SIZE] = size
-        attrs[RESPONSE_TRUNCATED] = kept < size
-        return attrs
+            return {RESPONSE: text, RESPONSE_SIZE: size, RESPONSE_TRUNCATED: kept < size}
+        return {RESPONSE_SIZE: size, RESPONSE_TRUNCATED: kept < size}
+
+    def _quick(self, value: Any) -> str | None:
+        """The full JSON text of a scalar or a small flat list of scalars; None for anything else (dicts included)."""
+        kind = type(value)
+        if kind is str:
+            return encode_basestring(value) if len(value) <= _PLAIN_CHARS else None
+        if value is None:
+            return "null"
+        if kind is bool:
+            return "true" if value else "false"
+        if kind is int:
+            return int.__repr__(value) if -_BIG_INT < value < _BIG_INT else None
+        if kind is float:
+            return _float_json(value)
+        if kind is list or kind is tuple:
+            if len(value) > _PLAIN_NODES or not _flat_scalars(value, 0):
+                return None
+            return _encode(value)
+        return None
+
+    def _plan(self, keys: tuple[Any, ...]) -> tuple[int, frozenset[str] | None] | None:
+        plan: tuple[int, frozenset[str] | None] | None = None
+        if all(type(key) is str for key in keys):
+            redact = self._redact
+            hits = frozenset(key for key in keys if key.lower() in redact)
+            plan = (sum(map(len, keys)), hits or None)
+        plans = self._key_plans
+        if len(plans) < _MAX_KEY_PLANS:
+            plans[keys] = plan
+        return plan
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -176,12 +276,26 @@ def _cut_utf8(text: str, limit: int) -> tuple[str, int]:
     return data.decode("utf-8"), len(data)
 
 
+def _flat_scalars(values: Any, chars: int) -> bool:
+    """Whether ``values`` are all JSON scalars (exact types) holding at most ``_PLAIN_CHARS`` characters of text."""
+    for child in values:
+        kind = type(child)
+        if kind is str:
+            chars += len(child)
+        elif kind is int:
+            if not -_BIG_INT < child < _BIG_INT:
+                return False
+        elif kind is not float and kind is not bool and child is not None:
+            return False
+    return chars <= _PLAIN_CHARS
+
+
 def _serialise(value: Any, limit: int, redact: frozenset[str]) -> tuple[str, int, int]:
     """Serialise ``value``: (text cut to ``limit`` bytes, its byte length, full serialised size in bytes)."""
     verdict = _scan(value, redact)
     if verdict != _NOT_PLAIN:
         try:
-            text = _ENCODER.encode(value if verdict == _PLAIN else _redacted(value, redact))
+            text = _encode(value if verdict == _PLAIN else _redacted(value, redact))
         except (TypeError, ValueError, RecursionError):
             pass
         else:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from batchlens._observer import SKIPPED
+from batchlens._observer import SKIPPED, noop_hook
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from batchlens._config import Telemetry
     from batchlens._observer import BatchInfo, RecordInfo
+    from batchlens._sources import Source
 
 __all__ = ["LOGGER_NAME", "LoggingObserver"]
 
@@ -68,20 +69,22 @@ def _enabled(logger: Any, level: int) -> bool:
 class _BatchLog:
     """The loggers of one batch, resolved once; a None method means that level is filtered out."""
 
-    __slots__ = ("destination", "event_source", "failure", "info", "success", "trace_hex")
+    __slots__ = ("destination", "event_source", "failure", "info", "message_id", "source", "success", "trace_hex")
 
     def __init__(
         self,
         success: Callable[..., Any] | None,
         failure: Callable[..., Any] | None,
         info: Callable[..., Any] | None,
-        event_source: str,
+        source: Source,
         destination: str | None,
     ) -> None:
         self.success = success
         self.failure = failure
         self.info = info
-        self.event_source = event_source
+        self.source = source
+        self.message_id = source.message_id
+        self.event_source = source.event_source
         self.destination = destination
         # (trace id, its hex): record spans of a batch share the batch's trace; one tuple so threads swap it whole
         self.trace_hex: tuple[int, str] = (0, "")
@@ -133,7 +136,7 @@ class LoggingObserver:
         success = getattr(logger, self._success_method) if _enabled(logger, self._success_level) else None
         failure = logger.error if _enabled(logger, logging.ERROR) else None
         info = logger.info if _enabled(logger, logging.INFO) else None
-        batch.extra[_STATE_KEY] = _BatchLog(success, failure, info, batch.source.event_source, batch.destination)
+        batch.extra[_STATE_KEY] = _BatchLog(success, failure, info, batch.source, batch.destination)
 
     def batch_end(self, batch: BatchInfo) -> None:
         """Log the ``batch processed`` summary."""
@@ -150,6 +153,7 @@ class LoggingObserver:
         )
 
     # -- records -----------------------------------------------------------------------------------------
+    @noop_hook
     def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
         """Nothing to log before the handler runs."""
 
@@ -176,12 +180,11 @@ class LoggingObserver:
     @staticmethod
     def _fields(batch: BatchInfo, state: _BatchLog, record: RecordInfo) -> dict[str, Any]:
         raw = record.raw
-        source = batch.source
         destination = state.destination
         if destination is None:
-            destination = source.destination(raw)
+            destination = state.source.destination(raw)
         fields: dict[str, Any] = {
-            "record_id": source.message_id(raw),
+            "record_id": state.message_id(raw),
             "outcome": record.outcome,
             "event_source": state.event_source,
             "destination": destination,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
-from batchlens._observer import FAILURE
+from batchlens._observer import FAILURE, noop_hook
 
 if TYPE_CHECKING:
     from batchlens._config import Telemetry
@@ -62,9 +62,11 @@ class SentryObserver:
         if self._dsn and not _has_transport(self._sdk.get_client()):
             self._sdk.init(dsn=self._dsn, **_no_pii_options(self._sdk))
 
+    @noop_hook
     def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
         """Nothing to do before a record."""
 
+    @noop_hook
     def record_success(self, batch: BatchInfo, record: RecordInfo) -> None:
         """Nothing to do for a success."""
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from batchlens._config import Telemetry
     from batchlens._observer import BatchInfo, RecordInfo
+    from batchlens._telemetry.capture import CaptureBudget
 
 __all__ = ["CAPTURE_BUDGET_KEY", "TracingObserver", "format_exception", "producer_contexts"]
 
@@ -58,10 +59,25 @@ OTHER_ERROR = "_OTHER"  # semconv's error.type when there is no exception to nam
 class _BatchState:
     """What record spans of one batch share, computed once in ``batch_start``."""
 
-    __slots__ = ("batch_links", "context", "name", "parsed", "producers", "records", "template", "thread", "tracer")
+    __slots__ = (
+        "batch_links",
+        "budget",
+        "context",
+        "name",
+        "parsed",
+        "producers",
+        "records",
+        "source",
+        "start_span",
+        "template",
+        "thread",
+        "tracer",
+    )
 
-    def __init__(self, tracer: Tracer, name: str | None, template: dict[str, Any]) -> None:
+    def __init__(self, tracer: Tracer, source: Source, name: str | None, template: dict[str, Any]) -> None:
         self.tracer = tracer
+        self.start_span = tracer.start_span
+        self.source = source
         # None when records have different destinations: each record span then names its own
         self.name = name
         self.template = template
@@ -74,6 +90,7 @@ class _BatchState:
         self.batch_links: list[Link] = []
         self.records: list[Any] = []
         self.thread = threading.get_ident()
+        self.budget: CaptureBudget | None = None
 
 
 def producer_contexts(xray_header: str | None, carrier: Mapping[str, str] | None) -> list[SpanContext]:
@@ -213,6 +230,13 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_STATUS_LENGTH else text[: _MAX_STATUS_LENGTH - 3] + "..."
 
 
+_CONSUMER = SpanKind.CONSUMER
+_ERROR_STATUS = Status(StatusCode.ERROR)
+_attach = otel_context.attach
+_detach = otel_context.detach
+_set_span_in_context = trace.set_span_in_context
+
+
 def _load_capture(telemetry: Telemetry) -> Any:
     import importlib
 
@@ -265,11 +289,11 @@ class TracingObserver:
         if destination is not None:
             template[DESTINATION_NAME] = destination
         name = f"process {destination or source.messaging_system}"
-        state = _BatchState(tracer, name if destination is not None else None, template)
+        state = _BatchState(tracer, source, name if destination is not None else None, template)
         state.records = batch.records
         batch.extra[_STATE_KEY] = state
         if self._capture is not None:
-            batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
+            state.budget = batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
         self._producer_links(batch, state)
         attributes = dict(template)
         attributes[BATCH_MESSAGE_COUNT] = batch.size
@@ -335,7 +359,9 @@ class TracingObserver:
         if state is None:
             return
         raw = record.raw
-        source = batch.source
+        source = state.source
+        # every attribute known now goes in at start: the SDK cleans a start dict in one pass, where each
+        # set_attribute() after start takes the span's lock and cleans again
         attributes = state.template.copy()
         name = state.name
         if name is None:
@@ -346,9 +372,7 @@ class TracingObserver:
         message_id = source.message_id(raw)
         if message_id is not None:
             attributes[MESSAGE_ID] = message_id
-        extra = source.record_attributes(raw)
-        if extra:
-            attributes.update(extra)
+        source.add_record_attributes(raw, attributes)
         links = None
         if state.producers:
             index = record.index
@@ -360,25 +384,24 @@ class TracingObserver:
             if contexts:
                 # the record span names its message itself; only the batch span's links carry the attribute
                 links = [Link(c) for c in contexts]
-        span = state.tracer.start_span(
-            name, context=state.context, kind=SpanKind.CONSUMER, attributes=attributes, links=links
-        )
+        span = state.start_span(name, context=state.context, kind=_CONSUMER, attributes=attributes, links=links)
         record.span = span
-        record.token = otel_context.attach(trace.set_span_in_context(span))
+        record.token = _attach(_set_span_in_context(span))
 
     def record_success(self, batch: BatchInfo, record: RecordInfo) -> None:
         """Attach the captured result (when capture is on) and end the record span."""
         token = record.token
         if token is not None:
             record.token = None
-            otel_context.detach(token)
+            _detach(token)
         span: Span | None = record.span
         if span is None:
             return
         try:
             capture = self._capture
             if capture is not None and span.is_recording():
-                budget = batch.extra.get(CAPTURE_BUDGET_KEY)
+                state: _BatchState | None = batch.extra.get(_STATE_KEY)
+                budget = state.budget if state is not None else None
                 if budget is not None:
                     captured = capture.attributes(record.result, budget)
                     if captured:
@@ -391,7 +414,7 @@ class TracingObserver:
         token = record.token
         if token is not None:
             record.token = None
-            otel_context.detach(token)
+            _detach(token)
         span: Span | None = record.span
         if span is None:
             return
@@ -400,7 +423,7 @@ class TracingObserver:
                 exc = record.exception
                 if exc is None:
                     span.set_attribute(ERROR_TYPE, OTHER_ERROR)
-                    span.set_status(Status(StatusCode.ERROR))
+                    span.set_status(_ERROR_STATUS)
                 else:
                     message = _safe_str(exc)
                     span.set_attribute(ERROR_TYPE, type(exc).__name__)
