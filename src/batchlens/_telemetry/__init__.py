@@ -17,24 +17,20 @@ __all__ = ["build_observers"]
 def build_observers(telemetry: Telemetry) -> list[Observer]:
     """The observers ``telemetry`` asks for, in call order (tracing first, so its span encloses the others)."""
     observers: list[Observer] = []
-    try:
-        if telemetry.tracing:
-            from batchlens._telemetry.tracing import TracingObserver
+    if telemetry.tracing:
+        from batchlens._telemetry.tracing import TracingObserver
 
-            observers.append(TracingObserver(telemetry))
-        if telemetry.metrics:
-            from batchlens._telemetry.metrics import MetricsObserver
+        observers.append(TracingObserver(telemetry))
+    if telemetry.metrics:
+        from batchlens._telemetry.metrics import MetricsObserver
 
-            observers.append(MetricsObserver(telemetry))
-        if telemetry.logging:
-            from batchlens._telemetry.logs import LoggingObserver
+        observers.append(MetricsObserver(telemetry))
+    if telemetry.logging:
+        from batchlens._telemetry.logs import LoggingObserver
 
-            observers.append(LoggingObserver(telemetry))
-        if telemetry.sentry:
-            from batchlens._telemetry.sentry import SentryObserver
+        observers.append(LoggingObserver(telemetry))
+    if telemetry.sentry:
+        from batchlens._telemetry.sentry import SentryObserver
 
-            observers.append(SentryObserver(telemetry))
-    except ModuleNotFoundError as exc:  # pragma: no cover - TEMPORARY while observers are being written
-        if not (exc.name or "").startswith("batchlens._telemetry"):
-            raise
+        observers.append(SentryObserver(telemetry))
     return observers

@@ -238,13 +238,9 @@ _set_span_in_context = trace.set_span_in_context
 
 
 def _load_capture(telemetry: Telemetry) -> Any:
-    import importlib
+    from batchlens._telemetry.capture import ResponseCapture
 
-    try:
-        module = importlib.import_module("batchlens._telemetry.capture")
-    except ImportError:  # response capture ships separately; spans work without it
-        return None
-    return module.ResponseCapture(telemetry)
+    return ResponseCapture(telemetry)
 
 
 class TracingObserver:
