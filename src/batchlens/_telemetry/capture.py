@@ -59,8 +59,9 @@ RESPONSE_TRUNCATED = "batchlens.record.response.truncated"
 REDACTED = "[REDACTED]"
 
 # Long strings and bytes are serialised in slices of this many characters: large enough that the per-slice
-# Python overhead is negligible, small enough that one escaped slice stays well under a megabyte.
-_SLICE = 65536
+# Python overhead is negligible (~25,000 slices for 100 MB), small enough that the peak memory of capturing a
+# huge result is about that of a 4 KB one.
+_SLICE = 4096
 # Limits of the single-call fast path; beyond them the streaming writer keeps memory bounded.
 _PLAIN_NODES = 256
 _PLAIN_CHARS = 8192
