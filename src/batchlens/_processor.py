@@ -310,16 +310,7 @@ class BasePartialProcessor(ABC):
             self._abort_record(batch, observer, rec, exc)
             raise
         _CURRENT.reset(token)
-        outcome = rec.outcome
-        if outcome is None:
-            self._finish_record(batch, observer, rec, entry)
-            return entry
-        # _finish_record inlined for the common case: the handlers set the outcome
-        rec.end_ns = perf_counter_ns()
-        if outcome == SUCCESS:
-            observer.record_success(batch, rec)
-        else:
-            observer.record_failure(batch, rec)
+        self._finish_record(batch, observer, rec, entry)
         return entry
 
     async def _async_run_one(self, index: int, raw: Any) -> Any:
@@ -465,10 +456,12 @@ class BasePartialBatchProcessor(BasePartialProcessor):
         origin = getattr(exc, "model", None) or getattr(exc, "title", None)
         return origin is not None and origin in (model, getattr(model, "__name__", None))
 
-    def _invoke_kwargs(self, data: Any) -> dict[str, Any]:
-        if self._handler_accepts_lambda_context:
-            return {"record": data, "lambda_context": self.lambda_context}
-        return {"record": data}
+    def _record_failed(self, record: Any, data: Any, converted: bool, exc: BaseException) -> FailureResponse:
+        """Report a failed record; call from inside the ``except`` block (it reads ``sys.exc_info()``)."""
+        if not converted or self._is_model_error(exc):
+            # the handler must see, and the failure must report, something with the record's identifier
+            data = self._wrap(record)
+        return self.failure_handler(record=data, exception=sys.exc_info())
 
     # -- short circuits (deadline guard, stop-on-first-failure) -------------------------------------------------
     def _skip_reason(self) -> ExceptionInfo | None:
@@ -694,12 +687,6 @@ class BatchProcessor(BasePartialBatchProcessor):
             f"{type(self).__name__} cannot await it — use AsyncBatchProcessor and async_process_partial_response"
         )
 
-    def _record_failed(self, record: Any, data: Any, converted: bool, exc: BaseException) -> FailureResponse:
-        """Report a failed record; call from inside the ``except`` block (it reads ``sys.exc_info()``)."""
-        if not converted or self._is_model_error(exc):
-            # the handler must see, and the failure must report, something with the record's identifier
-            data = self._wrap(record)
-        return self.failure_handler(record=data, exception=sys.exc_info())
 
 
 class AsyncBatchProcessor(BasePartialBatchProcessor):
@@ -799,7 +786,5 @@ class AsyncBatchProcessor(BasePartialBatchProcessor):
                 )
             result = await pending
         except Exception as exc:
-            if not converted or self._is_model_error(exc):
-                data = self._wrap(record)
-            return self.failure_handler(record=data, exception=sys.exc_info())
-        return self.success_handler(record=record, result=result)
+            return self._record_failed(record, data, converted, exc)
+        return self.success_handler(record, result)
