@@ -132,15 +132,20 @@ def make_configs(tracer_provider: TracerProvider, meter_provider: MeterProvider)
     }
 
 
-def overhead(records: int, rounds: int) -> dict[str, float]:
-    tracer_provider, meter_provider, stream = setup_providers()
-    configs = make_configs(tracer_provider, meter_provider)
+def interleaved(
+    runs: dict[str, Callable[[dict[str, Any]], Any]],
+    records: int,
+    rounds: int,
+    tracer_provider: TracerProvider,
+    stream: io.StringIO,
+) -> dict[str, float]:
+    """Median us/record of each run over interleaved rounds on one SQS batch (10% failing), after a warm-up."""
     event = sqs_event(count=records, fail_rate=0.1, seed=42)
-    for run in configs.values():  # warm up
+    for run in runs.values():  # warm up
         run(event)
-    samples: dict[str, list[float]] = {name: [] for name in configs}
+    samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
-        for name, run in configs.items():
+        for name, run in runs.items():
             stream.seek(0)
             stream.truncate()
             gc.collect()
@@ -150,6 +155,12 @@ def overhead(records: int, rounds: int) -> dict[str, float]:
         tracer_provider.force_flush()
     tracer_provider.shutdown()
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def overhead(records: int, rounds: int) -> dict[str, float]:
+    tracer_provider, meter_provider, stream = setup_providers()
+    configs = make_configs(tracer_provider, meter_provider)
+    return interleaved(configs, records, rounds, tracer_provider, stream)
 
 
 def breakdown(records: int, rounds: int) -> dict[str, float]:
@@ -173,21 +184,7 @@ def breakdown(records: int, rounds: int) -> dict[str, float]:
         "logging": only(logging=True),
         "C": configs["C"],
     }
-    event = sqs_event(count=records, fail_rate=0.1, seed=42)
-    for run in variants.values():
-        run(event)
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, run in variants.items():
-            stream.seek(0)
-            stream.truncate()
-            gc.collect()
-            start = time.perf_counter()
-            run(event)
-            samples[name].append((time.perf_counter() - start) / records * 1e6)
-        tracer_provider.force_flush()
-    tracer_provider.shutdown()
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return interleaved(variants, records, rounds, tracer_provider, stream)
 
 
 def capture_cost(repeat: int = 20_000) -> float:
