@@ -172,22 +172,21 @@ def test_records_actually_run_in_parallel_up_to_max_workers() -> None:
     assert in_flight.max == 4
 
 
-def test_parallel_speedup_on_io_bound_handler() -> None:
-    """Eight workers finish 40 records of 10 ms sleep well under half the sequential time."""
+def test_eight_workers_overlap_every_wait_of_an_io_bound_batch() -> None:
+    """With max_workers=8, eight 10 ms waits overlap completely: all eight handlers are blocked at once.
+
+    Proven with a barrier, not a stopwatch (a timed assertion is flaky on a busy machine); the speed-up itself is
+    measured by tests/benchmarks/bench_parallel.py.
+    """
+    barrier = threading.Barrier(8, timeout=5)
 
     def handler(record: Any) -> None:
+        barrier.wait()  # BrokenBarrierError fails the record unless all 8 wait at the same time
         time.sleep(0.01)
 
-    event = sqs_event(count=40, seed=2)
-    started = time.perf_counter()
-    process_partial_response(event, handler, BatchProcessor(EventType.SQS, telemetry=Telemetry.disabled()))
-    sequential = time.perf_counter() - started
-    started = time.perf_counter()
-    process_partial_response(
-        event, handler, BatchProcessor(EventType.SQS, telemetry=Telemetry.disabled(), max_workers=8)
-    )
-    threaded = time.perf_counter() - started
-    assert threaded < sequential / 2
+    event = sqs_event(count=8, seed=2)
+    processor = BatchProcessor(EventType.SQS, telemetry=Telemetry.disabled(), max_workers=8)
+    assert process_partial_response(event, handler, processor) == {"batchItemFailures": []}
 
 
 def test_lambda_context_is_injected_in_worker_threads() -> None:
