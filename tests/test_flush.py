@@ -44,7 +44,9 @@ def run(flush: str, context: Any, *, use_async: bool = False) -> list[int]:
     telemetry = Telemetry(tracer_provider=provider, metrics=False, logging=False, flush=flush)
     event = sqs_event(count=2, seed=5)
     if use_async:
-        async_process_partial_response(event, async_handler, AsyncBatchProcessor(EventType.SQS, telemetry=telemetry), context)
+        async_process_partial_response(
+            event, async_handler, AsyncBatchProcessor(EventType.SQS, telemetry=telemetry), context
+        )
     else:
         process_partial_response(event, handler, BatchProcessor(EventType.SQS, telemetry=telemetry), context)
     return recorder.timeouts
@@ -90,11 +92,15 @@ def test_flush_happens_even_when_the_whole_batch_fails() -> None:
     provider = TracerProvider()
     recorder = FlushRecorder()
     provider.add_span_processor(recorder)
-    processor = BatchProcessor(EventType.SQS, telemetry=Telemetry(tracer_provider=provider, metrics=False, logging=False))
+    processor = BatchProcessor(
+        EventType.SQS, telemetry=Telemetry(tracer_provider=provider, metrics=False, logging=False)
+    )
 
     def failing(record: Any) -> None:
         raise ValueError("nope")
 
     with pytest.raises(BatchProcessingError):
-        process_partial_response(sqs_event(count=2, seed=6), failing, processor, lambda_context(remaining_ms=3000, frozen=True))
+        process_partial_response(
+            sqs_event(count=2, seed=6), failing, processor, lambda_context(remaining_ms=3000, frozen=True)
+        )
     assert len(recorder.timeouts) == 1

@@ -1,6 +1,6 @@
 """Telemetry overhead, import cost and large-batch benchmark, measured against Powertools in one process.
 
-Run:  python tests/benchmarks/bench_overhead.py [--records 3000] [--rounds 15] [--breakdown]
+Run:  python tests/benchmarks/bench_overhead.py [--records 3000] [--rounds 15] [--breakdown] [--instructions]
 
 Configurations (same SQS batch, ~10% failures, trivial handler):
   A  Powertools BatchProcessor, no telemetry (the anchor)
@@ -8,8 +8,15 @@ Configurations (same SQS batch, ~10% failures, trivial handler):
   C  batchlens with full telemetry (batch span, record span + links + capture, log line, metrics)
   D  Powertools subclassed as its docs suggest: one span, one structlog line, one counter per record
   F  the floor: one SDK span start/end plus one structlog JSON line per record, nothing else
+  M  the contract floor: a hand-written loop making exactly the OpenTelemetry API and structlog calls that C's
+     telemetry contract requires (same spans, attributes, log keys, histogram samples, counters), with no
+     batchlens code but its traceback formatter (the cheapest we know of). An implementation that keeps the
+     contract can hardly be cheaper than M, so M/D and (M - A)/F are about the best C/D and (C - A)/F can be,
+     and C/M is what batchlens' own code adds.
 All share SDK providers with a BatchSpanProcessor to a do-nothing exporter, an InMemoryMetricReader, and structlog
 rendering JSON with a timestamp into an in-memory stream. Rounds are interleaved; medians are reported.
+With --instructions it also counts CPU instructions per record of each configuration under valgrind's callgrind
+(deterministic, unlike wall time on a shared machine; slow: about a minute per configuration on 2 cores).
 With --breakdown it also prints what each observer costs on its own (batchlens with only that switch on, minus B,
 same providers, interleaved rounds) and the cost of capturing one ~200-byte dict result.
 This is not a test: it prints figures and ratios, and exits 0.
@@ -64,7 +71,9 @@ def handler(record: Any) -> dict[str, Any]:
 
 def setup_providers() -> tuple[TracerProvider, MeterProvider, io.StringIO]:
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(NullExporter(), max_queue_size=200_000, schedule_delay_millis=200))
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(NullExporter(), max_queue_size=200_000, schedule_delay_millis=200)
+    )
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     stream = io.StringIO()
     structlog.configure(
@@ -80,7 +89,9 @@ def setup_providers() -> tuple[TracerProvider, MeterProvider, io.StringIO]:
     return tracer_provider, meter_provider, stream
 
 
-def make_configs(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> dict[str, Callable[[dict[str, Any]], Any]]:
+def make_configs(
+    tracer_provider: TracerProvider, meter_provider: MeterProvider
+) -> dict[str, Callable[[dict[str, Any]], Any]]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor as PTBatchProcessor
     from aws_lambda_powertools.utilities.batch import EventType as PTEventType
     from aws_lambda_powertools.utilities.batch import process_partial_response as pt_process
@@ -129,7 +140,152 @@ def make_configs(tracer_provider: TracerProvider, meter_provider: MeterProvider)
         "C": lambda event: batchlens.process_partial_response(event, handler, bl_full),
         "D": lambda event: pt_process(event, handler, pt_instrumented),
         "F": floor,
+        "M": contract_floor(tracer_provider, meter_provider),
     }
+
+
+def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Callable[[dict[str, Any]], Any]:
+    """M: the API calls C's contract requires for an SQS batch, written out by hand with no batchlens code.
+
+    Per batch: a CONSUMER span with the messaging attributes (current while records run) and its counts at the
+    end, the ``batch processed`` log entry, the record counters and the batch-size histogram. Per record: a
+    CONSUMER child span with six attributes at start, current while the handler runs; on success the captured
+    JSON result and its size; on failure ``error.type``, an error status and an exception event; one structlog
+    entry with the contract's keys (trace and span id included); one duration histogram sample.
+    """
+    import json
+
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    from batchlens._telemetry.tracing import format_exception  # the cheapest traceback text we know of
+    from batchlens.data_classes import SQSRecord
+
+    tracer = tracer_provider.get_tracer("contract-floor")
+    meter = meter_provider.get_meter("contract-floor")
+    duration = meter.create_histogram(
+        "messaging.process.duration",
+        unit="s",
+        explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+    )
+    sizes = meter.create_histogram("batchlens.batch.size", unit="{record}")
+    succeeded = meter.create_counter("batchlens.records.succeeded", unit="{record}")
+    failed = meter.create_counter("batchlens.records.failed", unit="{record}")
+    consumed = meter.create_counter("messaging.client.consumed.messages", unit="{message}")
+    batches = meter.create_counter("batchlens.batches", unit="{batch}")
+    no_exemplar = trace.set_span_in_context(trace.INVALID_SPAN)
+    log = structlog.get_logger("batchlens")
+    perf_ns = time.perf_counter_ns
+
+    def run(event: dict[str, Any]) -> dict[str, Any]:
+        records = event["Records"]
+        queue = records[0]["eventSourceARN"].rsplit(":", 1)[-1]
+        name = f"process {queue}"
+        common = {
+            "messaging.system": "aws_sqs",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": queue,
+        }
+        batch_start = perf_ns()
+        batch_span = tracer.start_span(
+            name, kind=SpanKind.CONSUMER, attributes={**common, "messaging.batch.message_count": len(records)}
+        )
+        batch_context = trace.set_span_in_context(batch_span)
+        batch_token = otel_context.attach(batch_context)
+        logger = log.bind()
+        samples: list[tuple[int, str | None]] = []
+        failures: list[str] = []
+        for raw in records:
+            message_id = raw["messageId"]
+            attributes = dict(common)
+            attributes["messaging.message.id"] = message_id
+            attributes["batchlens.sqs.receive_count"] = int(raw["attributes"]["ApproximateReceiveCount"])
+            span = tracer.start_span(name, context=batch_context, kind=SpanKind.CONSUMER, attributes=attributes)
+            token = otel_context.attach(trace.set_span_in_context(span))
+            start = perf_ns()
+            error: Exception | None = None
+            try:
+                result = handler(SQSRecord(raw))
+            except Exception as exc:
+                error = exc
+            end = perf_ns()
+            otel_context.detach(token)
+            if error is None:
+                text = json.dumps(result)  # small ASCII results: bytes == characters, well within the budgets
+                span.set_attributes(
+                    {
+                        "batchlens.record.response": text[:1024],
+                        "batchlens.record.response.size": len(text),
+                        "batchlens.record.response.truncated": len(text) > 1024,
+                    }
+                )
+            else:
+                failures.append(message_id)
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+                span.add_event(
+                    "exception",
+                    {
+                        "exception.type": type(error).__qualname__,
+                        "exception.message": str(error),
+                        "exception.stacktrace": format_exception(error),
+                    },
+                )
+            span.end()
+            span_context = span.get_span_context()
+            fields = {
+                "record_id": message_id,
+                "outcome": "success" if error is None else "failure",
+                "event_source": "aws:sqs",
+                "destination": queue,
+                "duration_ms": (end - start) // 1000 / 1000,
+                "trace_id": format(span_context.trace_id, "032x"),
+                "span_id": format(span_context.span_id, "016x"),
+            }
+            if error is None:
+                logger.info("record processed", **fields)
+            else:
+                logger.error("record failed", error_type=type(error).__name__, exc_info=error, **fields)
+            samples.append((end - start, None if error is None else type(error).__name__))
+        metric_attributes = {
+            "messaging.system": "aws_sqs",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": queue,
+        }
+        failure_attributes = {**metric_attributes, "error.type": "ValueError"}
+        for nanoseconds, error_type in samples:
+            attributes = metric_attributes if error_type is None else failure_attributes
+            duration.record(nanoseconds / 1e9, attributes, context=no_exemplar)
+        outcome_attributes = {"messaging.system": "aws_sqs", "messaging.destination.name": queue}
+        succeeded.add(len(records) - len(failures), outcome_attributes)
+        consumed.add(len(records) - len(failures), metric_attributes)
+        if failures:
+            failed.add(len(failures), {**outcome_attributes, "error.type": "ValueError"})
+            consumed.add(len(failures), failure_attributes)
+        sizes.record(len(records), outcome_attributes)
+        outcome = "partial_failure" if failures else "success"
+        batches.add(1, {**outcome_attributes, "batchlens.batch.outcome": outcome})
+        batch_span.set_attributes(
+            {
+                "batchlens.batch.failure_count": len(failures),
+                "batchlens.batch.success_count": len(records) - len(failures),
+            }
+        )
+        otel_context.detach(batch_token)
+        batch_span.end()
+        logger.info(
+            "batch processed",
+            batch_size=len(records),
+            success_count=len(records) - len(failures),
+            failure_count=len(failures),
+            destination=queue,
+            duration_ms=(perf_ns() - batch_start) // 1000 / 1000,
+        )
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+    return run
 
 
 def interleaved(
@@ -141,8 +297,10 @@ def interleaved(
 ) -> dict[str, float]:
     """Median us/record of each run over interleaved rounds on one SQS batch (10% failing), after a warm-up."""
     event = sqs_event(count=records, fail_rate=0.1, seed=42)
-    for run in runs.values():  # warm up
-        run(event)
+    responses = {name: run(event) for name, run in runs.items()}  # warm up, and check they agree
+    answers = {name: r for name, r in responses.items() if r is not None}
+    if len({repr(r) for r in answers.values()}) > 1:
+        raise SystemExit(f"configurations disagree on the response: {answers}")
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
@@ -257,7 +415,9 @@ def large_batch(records: int = 10_000, result_bytes: int = 4096) -> dict[str, An
     handle.flush(timeout_millis=60_000)
     spans = exporter.get_finished_spans()
     record_spans = [s for s in spans if s.attributes and "messaging.batch.message_count" not in s.attributes]
-    captured = sum(len(str(s.attributes.get("batchlens.record.response", "")).encode()) for s in record_spans if s.attributes)
+    captured = sum(
+        len(str(s.attributes.get("batchlens.record.response", "")).encode()) for s in record_spans if s.attributes
+    )
     handle.shutdown()
     return {
         "records": records,
@@ -292,6 +452,75 @@ def async_batch(records: int = 1000, delay: float = 0.01) -> float:
     return time.perf_counter() - start
 
 
+INSTRUCTION_SIZES = (1000, 3000)
+
+
+def run_one(name: str, records: int) -> None:
+    """Run configuration ``name`` once on ``records`` records, after a warm-up (the body of a callgrind run)."""
+    tracer_provider, meter_provider, _stream = setup_providers()
+    run = make_configs(tracer_provider, meter_provider)[name]
+    warm = sqs_event(count=100, fail_rate=0.1, seed=42)
+    run(warm)
+    run(warm)
+    # the event is built at the largest size and cut, so building it costs the same in every run
+    event = sqs_event(count=max(INSTRUCTION_SIZES), fail_rate=0.1, seed=42)
+    run({"Records": event["Records"][:records]})
+    tracer_provider.shutdown()
+
+
+def instructions(names: Sequence[str]) -> dict[str, float] | None:
+    """CPU instructions per record of each configuration, counted by callgrind (None without valgrind).
+
+    Each configuration runs in its own interpreter at two batch sizes; the difference of the two totals divided
+    by the difference of the sizes leaves out start-up, imports and warm-up. The exporter thread's
+    instructions are included, as they are in the timings.
+    """
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+
+    def count(job: tuple[str, int]) -> int:
+        name, records = job
+        proc = subprocess.run(
+            [
+                valgrind,
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--records",
+                str(records),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        match = re.search(r"Collected : (\d+)", proc.stderr)
+        if match is None:
+            raise SystemExit(f"callgrind printed no total for {name}: {proc.stderr[-500:]}")
+        return int(match.group(1))
+
+    jobs = [(name, size) for name in names for size in INSTRUCTION_SIZES]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        totals = dict(zip(jobs, pool.map(count, jobs), strict=True))
+    small, large = INSTRUCTION_SIZES
+    return {name: (totals[(name, large)] - totals[(name, small)]) / (large - small) for name in names}
+
+
+def print_ratios(values: dict[str, float], unit: str) -> None:
+    c, d, a, f, m = values["C"], values["D"], values["A"], values["F"], values["M"]
+    print(f"Ratios by {unit} (targets in brackets):")
+    print(f"  C/D         = {c / d:.2f}  [<= 1.0]    contract floor M/D       = {m / d:.2f}")
+    print(f"  (C - A)/F   = {(c - a) / f:.2f}  [<= 1.2]    contract floor (M - A)/F = {(m - a) / f:.2f}")
+    print(f"  B/A         = {values['B'] / a:.2f}  [<= 0.9]")
+    print(f"  C/M         = {c / m:.2f}  (what batchlens' own code adds to the contract floor)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=3000)
@@ -299,17 +528,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--import-runs", type=int, default=9)
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--breakdown", action="store_true", help="also print the cost of each observer on its own")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions per record (valgrind)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one:
+        run_one(args.one, args.records)
+        return 0
 
-    print(f"python {sys.version.split()[0]} on {os.cpu_count()} cpus; {args.records} SQS records, 10% failing, "
-          f"{args.rounds} interleaved rounds (medians)")
+    print(
+        f"python {sys.version.split()[0]} on {os.cpu_count()} cpus; {args.records} SQS records, 10% failing, "
+        f"{args.rounds} interleaved rounds (medians)"
+    )
     med = overhead(args.records, args.rounds)
-    for name in "ABCDF":
+    for name in "ABCDFM":
         print(f"  {name}: {med[name]:8.2f} us/record")
-    print("Ratios (targets in brackets):")
-    print(f"  C/D         = {med['C'] / med['D']:.2f}  [<= 1.0]")
-    print(f"  (C - A)/F   = {(med['C'] - med['A']) / med['F']:.2f}  [<= 1.2]")
-    print(f"  B/A         = {med['B'] / med['A']:.2f}  [<= 0.9]")
+    print_ratios(med, "time")
+    if args.instructions:
+        counted = instructions("ABCDFM")
+        if counted is None:
+            print("Instructions: valgrind is not installed (apt-get install valgrind)")
+        else:
+            print("Instructions per record (callgrind):")
+            for name in "ABCDFM":
+                print(f"  {name}: {counted[name]:10,.0f}")
+            print_ratios(counted, "instructions")
     if args.breakdown:
         parts = breakdown(args.records, args.rounds)
         print("Breakdown (batchlens with one observer on; us/record, and minus B):")
