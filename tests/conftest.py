@@ -6,7 +6,6 @@ the Lambda runtime markers), so results never depend on the shell or on test ord
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Iterator
 
@@ -33,11 +32,6 @@ def _clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
-    # Tests that interrupt an async batch (KeyboardInterrupt in a handler) leave asyncio futures whose
-    # exceptions were never retrieved. Collect them now: when the collector finds them later, during a test
-    # module's import, CPython 3.11's ast module can fail with "AST constructor recursion depth mismatch".
-    # The young generations suffice (the futures are the test's own) and cost next to nothing.
-    gc.collect(1)
 
 
 @pytest.fixture

@@ -554,7 +554,9 @@ def _slots(node: Any) -> list[tuple[Any, Any]]:
 @st.composite
 def mutated(draw: st.DrawFn, records: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
     """A valid record with up to three fields deleted or replaced by wrong-typed values."""
-    record = draw(records)
+    # a copy: st.just() and st.sampled_from() hand out the same dict objects every time, and mutating those in
+    # place would change what later examples (and Hypothesis' replays) generate
+    record = copy.deepcopy(draw(records))
     for _ in range(draw(st.integers(0, 3))):
         slots = _slots(record)
         if not slots:

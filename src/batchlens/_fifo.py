@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchlens._config import Telemetry
-from batchlens._processor import AsyncBatchProcessor, BasePartialBatchProcessor, BatchProcessor
+from batchlens._processor import (
+    AsyncBatchProcessor,
+    BasePartialBatchProcessor,
+    BatchProcessor,
+    _contained,
+    _Escaped,
+)
 from batchlens._sources import EventType
 from batchlens.exceptions import ExceptionInfo, SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError
 
@@ -121,7 +127,6 @@ class SqsFifoPartialProcessor(_FifoRules, BatchProcessor):
         return super()._process_record(record)
 
 
-
 class SqsFifoPartialProcessorAsync(_FifoRules, AsyncBatchProcessor):
     """Async SQS FIFO processor: awaits the handler for one record at a time, in order, with the FIFO rules.
 
@@ -156,10 +161,13 @@ class SqsFifoPartialProcessorAsync(_FifoRules, AsyncBatchProcessor):
             stop_on_first_failure=False,
         )
 
-    async def _async_process_all(self) -> list[Any]:
-        entries = []
+    async def _async_process_all(self) -> list[Any] | _Escaped:
+        entries: list[Any] = []
         for index, record in enumerate(self.records):
-            entries.append(await self._async_guarded(index, record))
+            entry = await _contained(self._async_guarded(index, record))
+            if isinstance(entry, _Escaped):
+                return entry
+            entries.append(entry)
         return entries
 
     async def _async_process_record(self, record: Any) -> Any:
@@ -167,4 +175,3 @@ class SqsFifoPartialProcessorAsync(_FifoRules, AsyncBatchProcessor):
         if reason is not None:
             return self._skip_record(record, reason)
         return await super()._async_process_record(record)
-

@@ -139,6 +139,4 @@ def _deprecated_decorator(name: str, replacement: str, use_async: bool) -> Calla
 
 
 batch_processor = _deprecated_decorator("batch_processor", "process_partial_response", use_async=False)
-async_batch_processor = _deprecated_decorator(
-    "async_batch_processor", "async_process_partial_response", use_async=True
-)
+async_batch_processor = _deprecated_decorator("async_batch_processor", "async_process_partial_response", use_async=True)

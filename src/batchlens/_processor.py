@@ -48,6 +48,67 @@ _STREAM_TYPES = (EventType.KinesisDataStreams, EventType.DynamoDBStreams, EventT
 _BOOKKEEPING_LOCK = threading.Lock()
 
 
+class _Escaped:
+    """A BaseException (KeyboardInterrupt, SystemExit, ...) that left a record, carried out of the event loop.
+
+    asyncio re-raises such an exception straight out of ``run_until_complete`` from inside the task that raised
+    it, leaving that task (and the batch's) with an exception nobody retrieves: the event loop then reports
+    "Task exception was never retrieved" whenever the garbage collector finds it (on CPython 3.11 possibly
+    in the middle of an unrelated ``ast.parse``). The async drivers therefore catch it inside the record's task,
+    cancel the records still running, and return this marker; ``async_process`` raises the exception itself,
+    outside the loop, once every task has finished.
+    """
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+async def _contained(awaitable: Awaitable[Any]) -> Any:
+    """Await one record; a BaseException other than a cancellation comes back as ``_Escaped``."""
+    try:
+        return await awaitable
+    except Exception:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, sys.modules["asyncio"].CancelledError):
+            raise
+        return _Escaped(exc)
+
+
+async def _gather_contained(awaitables: list[Awaitable[Any]]) -> list[Any] | _Escaped:
+    """``asyncio.gather`` of the records, except that a BaseException leaving one of them cancels the others
+    and comes back as ``_Escaped`` (after they have all finished) instead of escaping the event loop."""
+    import asyncio
+
+    escaped: list[_Escaped] = []
+    tasks: list[asyncio.Future[Any]] = []
+
+    async def one(awaitable: Awaitable[Any]) -> Any:
+        result = await _contained(awaitable)
+        if isinstance(result, _Escaped) and not escaped:
+            escaped.append(result)
+            current = asyncio.current_task()
+            for task in tasks:
+                if task is not current:
+                    task.cancel()
+        return result
+
+    tasks.extend(asyncio.ensure_future(one(awaitable)) for awaitable in awaitables)
+    # return_exceptions: wait for every task, the cancelled ones included, before anything leaves this batch
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    if escaped:
+        for awaitable in awaitables:
+            if isinstance(awaitable, CoroutineType):
+                awaitable.close()  # never started when its task was cancelled first: no "never awaited" warning
+        return escaped[0]
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result  # an exception a custom _async_process_record let through
+    return results
+
+
 def _handler_name(handler: Any) -> str:
     return getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) or repr(handler)
 
@@ -198,15 +259,19 @@ class BasePartialProcessor(ABC):
             if loop.is_closed():
                 loop = asyncio.new_event_loop()
                 asyncio.set_event_loop(loop)
-            return loop.run_until_complete(loop.create_task(coro))
-        return asyncio.run(coro)
+            entries = loop.run_until_complete(loop.create_task(coro))
+        else:
+            entries = asyncio.run(coro)
+        if isinstance(entries, _Escaped):
+            # raised here, outside the event loop, once every record's task has finished (see _Escaped)
+            raise entries.exception
+        return entries
 
-    async def _async_process_all(self) -> list[Any]:
-        import asyncio
-
+    async def _async_process_all(self) -> list[Any] | _Escaped:
         run = self._async_run_one
-        entries = list(await asyncio.gather(*[run(i, record) for i, record in enumerate(self.records)]))
-        self._restore_input_order(entries)
+        entries = await _gather_contained([run(i, record) for i, record in enumerate(self.records)])
+        if not isinstance(entries, _Escaped):
+            self._restore_input_order(entries)
         return entries
 
     # -- success and failure -------------------------------------------------------------------------------------
@@ -688,7 +753,6 @@ class BatchProcessor(BasePartialBatchProcessor):
         )
 
 
-
 class AsyncBatchProcessor(BasePartialBatchProcessor):
     """Process a batch with an async record handler, records running concurrently.
 
@@ -733,15 +797,18 @@ class AsyncBatchProcessor(BasePartialBatchProcessor):
     def _process_record(self, record: Any) -> Any:
         raise NotImplementedError("AsyncBatchProcessor runs async handlers; call async_process()")
 
-    async def _async_process_all(self) -> list[Any]:
+    async def _async_process_all(self) -> list[Any] | _Escaped:
         import asyncio
 
         records = self.records
         if self._stop_on_first_failure:
-            entries = []
+            done: list[Any] = []
             for index, record in enumerate(records):
-                entries.append(await self._async_guarded(index, record))
-            return entries
+                entry = await _contained(self._async_guarded(index, record))
+                if isinstance(entry, _Escaped):
+                    return entry
+                done.append(entry)
+            return done
         unlimited: Callable[[int, Any], Awaitable[Any]] = (
             self._async_guarded if self._has_short_circuits() else self._async_run_one
         )
@@ -755,8 +822,9 @@ class AsyncBatchProcessor(BasePartialBatchProcessor):
                     return await unlimited(index, record)
 
             run = limited
-        entries = list(await asyncio.gather(*[run(i, record) for i, record in enumerate(records)]))
-        self._restore_input_order(entries)
+        entries = await _gather_contained([run(i, record) for i, record in enumerate(records)])
+        if not isinstance(entries, _Escaped):
+            self._restore_input_order(entries)
         return entries
 
     async def _async_guarded(self, index: int, raw: Any) -> Any:

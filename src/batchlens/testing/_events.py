@@ -99,9 +99,7 @@ def _resolve_payloads(
         if count is not None and count != len(payloads):
             raise ValueError(f"count={count} does not match the {len(payloads)} {what} given")
         if fail_rate:
-            raise ValueError(
-                f"fail_rate applies to generated payloads only; put 'fail' in the {what} instead"
-            )
+            raise ValueError(f"fail_rate applies to generated payloads only; put 'fail' in the {what} instead")
         return list(payloads)
     n = DEFAULT_COUNT if count is None else count
     if n < 0:
@@ -168,9 +166,7 @@ def _sqs_records(
             attributes["MessageGroupId"] = f"group-{i % groups}"
             attributes["MessageDeduplicationId"] = hashlib.sha256(body.encode()).hexdigest()[:32] + f"-{i}"
         if trace_header:
-            attributes["AWSTraceHeader"] = (
-                f"Root=1-{sent // 1000:08x}-{gen.hex(24)};Parent={gen.hex(16)};Sampled=1"
-            )
+            attributes["AWSTraceHeader"] = f"Root=1-{sent // 1000:08x}-{gen.hex(24)};Parent={gen.hex(16)};Sampled=1"
         records.append(
             {
                 "messageId": gen.uuid4(),
@@ -459,9 +455,7 @@ def dynamodb_event(
             old = payload if event_name == "REMOVE" else {key: payload[key], "status": "pending"}
             change["OldImage"] = _image(old)
         change["SequenceNumber"] = str(sequence)
-        change["SizeBytes"] = len(
-            json.dumps({k: v for k, v in change.items() if k.endswith(("Image", "Keys"))})
-        )
+        change["SizeBytes"] = len(json.dumps({k: v for k, v in change.items() if k.endswith(("Image", "Keys"))}))
         change["StreamViewType"] = stream_view_type
         records.append(
             {

@@ -1,0 +1,147 @@
+"""A KeyboardInterrupt or SystemExit from an async record handler leaves the event loop cleanly.
+
+asyncio re-raises such exceptions straight out of the event loop from inside the task that raised them, which
+leaves tasks whose exception nobody retrieves ("Task exception was never retrieved" at some later garbage
+collection) and records still running. batchlens catches them inside the record's task, cancels the records in
+flight, ends their spans, and raises the exception from ``async_process`` once every task has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from typing import Any
+
+import pytest
+
+from batchlens import (
+    AsyncBatchProcessor,
+    EventType,
+    SqsFifoPartialProcessorAsync,
+    Telemetry,
+    async_process_partial_response,
+)
+from batchlens.testing import capture_telemetry, kinesis_event, sqs_event, sqs_fifo_event
+
+
+class Interrupting:
+    """An async handler: the record with body ``{"stop": ...}`` raises ``exc``; the others wait ``hold`` s."""
+
+    def __init__(self, exc: type[BaseException], hold: float = 0.0) -> None:
+        # a class, not an instance: a raised instance keeps its traceback, whose frames keep the tasks alive
+        self.exc = exc
+        self.hold = hold
+        self.cancelled: list[str] = []
+        self.finished: list[str] = []
+
+    async def __call__(self, record: Any) -> str:
+        body = record.body if hasattr(record, "body") else record.kinesis.data_as_text()
+        try:
+            await asyncio.sleep(0)
+            if "stop" in body:
+                raise self.exc
+            await asyncio.sleep(self.hold)
+        except asyncio.CancelledError:
+            self.cancelled.append(_id(record))
+            raise
+        self.finished.append(_id(record))
+        return _id(record)
+
+
+def _id(record: Any) -> str:
+    return str(record.message_id if hasattr(record, "message_id") else record.kinesis.sequence_number)
+
+
+def _event(stop_at: int, count: int = 6, kind: str = "sqs") -> dict[str, Any]:
+    bodies = [{"stop": True} if i == stop_at else {"n": i} for i in range(count)]
+    return {"sqs": sqs_event, "fifo": sqs_fifo_event, "kinesis": kinesis_event}[kind](bodies)
+
+
+@pytest.fixture
+def never_retrieved(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """asyncio's "exception was never retrieved" reports (collect garbage before reading it)."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+
+    class Reports(list[logging.LogRecord]):
+        def collect(self) -> list[logging.LogRecord]:
+            gc.collect()
+            return [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+    return Reports()
+
+
+PROCESSORS = [
+    pytest.param(lambda t: AsyncBatchProcessor(EventType.SQS, telemetry=t), "sqs", id="gather"),
+    pytest.param(lambda t: AsyncBatchProcessor(EventType.SQS, telemetry=t, max_concurrency=2), "sqs", id="capped"),
+    pytest.param(
+        lambda t: AsyncBatchProcessor(EventType.KinesisDataStreams, telemetry=t, stop_on_first_failure=True),
+        "kinesis",
+        id="sequential",
+    ),
+    pytest.param(lambda t: SqsFifoPartialProcessorAsync(telemetry=t), "fifo", id="fifo"),
+]
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize(("factory", "kind"), PROCESSORS)
+def test_interrupt_propagates_without_unretrieved_task_exceptions(
+    factory: Any, kind: str, exc: type[BaseException], never_retrieved: Any
+) -> None:
+    processor = factory(Telemetry.disabled())
+    handler = Interrupting(exc)
+    with pytest.raises(exc) as raised:
+        async_process_partial_response(_event(stop_at=2, kind=kind), handler, processor)
+    assert raised.type is exc
+    del raised  # its traceback's frames would keep the tasks alive, hiding what the collector would report
+    assert never_retrieved.collect() == []
+    # the processor is usable afterwards
+    assert async_process_partial_response(_event(stop_at=-1, kind=kind), handler, processor) == {
+        "batchItemFailures": []
+    }
+
+
+def test_records_in_flight_are_cancelled_not_awaited() -> None:
+    """The interrupt does not wait for the other records' handlers: they are cancelled."""
+    handler = Interrupting(KeyboardInterrupt, hold=30.0)
+    processor = AsyncBatchProcessor(EventType.SQS, telemetry=Telemetry.disabled())
+    event = _event(stop_at=3, count=6)
+    with pytest.raises(KeyboardInterrupt):
+        async_process_partial_response(event, handler, processor)
+    others = [r["messageId"] for i, r in enumerate(event["Records"]) if i != 3]
+    assert sorted(handler.cancelled) == sorted(others)
+    assert handler.finished == []
+
+
+def test_every_started_span_ends_when_interrupted() -> None:
+    handler = Interrupting(KeyboardInterrupt, hold=30.0)
+    event = _event(stop_at=1, count=5)
+    with capture_telemetry() as captured:
+        processor = AsyncBatchProcessor(EventType.SQS)
+        with pytest.raises(KeyboardInterrupt):
+            async_process_partial_response(event, handler, processor)
+    assert len(captured.record_spans()) == 5
+    assert len(captured.batch_spans()) == 1
+    error_types = {str((s.attributes or {}).get("error.type")) for s in captured.record_spans()}
+    assert error_types == {"KeyboardInterrupt", "CancelledError"}
+
+
+def test_lambda_loop_is_left_without_pending_tasks(monkeypatch: pytest.MonkeyPatch, never_retrieved: Any) -> None:
+    """In Lambda the thread's event loop is reused across invocations: an interrupt must not leave tasks on it."""
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        handler = Interrupting(SystemExit, hold=30.0)
+        processor = AsyncBatchProcessor(EventType.SQS, telemetry=Telemetry.disabled())
+        with pytest.raises(SystemExit) as raised:
+            async_process_partial_response(_event(stop_at=0), handler, processor)
+        del raised
+        assert asyncio.all_tasks(loop) == set()
+        assert async_process_partial_response(_event(stop_at=-1), Interrupting(SystemExit), processor) == {
+            "batchItemFailures": []
+        }
+        assert never_retrieved.collect() == []
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
