@@ -84,18 +84,28 @@ async def _gather_contained(awaitables: list[Awaitable[Any]]) -> list[Any] | _Es
 
     escaped: list[_Escaped] = []
     tasks: list[asyncio.Future[Any]] = []
+    cancelled_error = asyncio.CancelledError
 
     async def one(awaitable: Awaitable[Any]) -> Any:
-        result = await _contained(awaitable)
-        if isinstance(result, _Escaped) and not escaped:
-            escaped.append(result)
-            current = asyncio.current_task()
-            for task in tasks:
-                if task is not current:
-                    task.cancel()
-        return result
+        # _contained() inlined: one coroutine frame per record instead of two
+        try:
+            return await awaitable
+        except Exception:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, cancelled_error):
+                raise
+            escape = _Escaped(exc)
+            if not escaped:
+                escaped.append(escape)
+                current = asyncio.current_task()
+                for task in tasks:
+                    if task is not current:
+                        task.cancel()
+            return escape
 
-    tasks.extend(asyncio.ensure_future(one(awaitable)) for awaitable in awaitables)
+    create_task = asyncio.get_running_loop().create_task
+    tasks.extend(create_task(one(awaitable)) for awaitable in awaitables)
     # return_exceptions: wait for every task, the cancelled ones included, before anything leaves this batch
     results = await asyncio.gather(*tasks, return_exceptions=True)
     if escaped:
