@@ -145,3 +145,34 @@ def test_lambda_loop_is_left_without_pending_tasks(monkeypatch: pytest.MonkeyPat
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def test_exception_escaping_a_custom_async_processor_waits_for_the_other_records() -> None:
+    """A custom processor's _async_process_record that raises (instead of returning a failure entry) fails the
+    batch with that exception, after the other records finished: nothing is left running behind the caller."""
+    from batchlens import BasePartialProcessor
+
+    finished: list[str] = []
+
+    class Raising(BasePartialProcessor):
+        def _prepare(self) -> None:
+            pass
+
+        def _clean(self) -> None:
+            pass
+
+        def _process_record(self, record: Any) -> Any:
+            raise NotImplementedError
+
+        async def _async_process_record(self, record: Any) -> Any:
+            if "stop" in record["body"]:
+                raise RuntimeError("custom processor bug")
+            await asyncio.sleep(0.01)
+            finished.append(record["messageId"])
+            return self.success_handler(record, None)
+
+    event = _event(stop_at=0, count=4)
+    processor = Raising(telemetry=Telemetry.disabled())
+    with pytest.raises(RuntimeError, match="custom processor bug"), processor(event["Records"], lambda r: r):
+        processor.async_process()
+    assert sorted(finished) == sorted(r["messageId"] for r in event["Records"][1:])
