@@ -7,13 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchlens._config import Telemetry
-from batchlens._processor import (
-    AsyncBatchProcessor,
-    BasePartialBatchProcessor,
-    BatchProcessor,
-    _contained,
-    _Escaped,
-)
+from batchlens._processor import AsyncBatchProcessor, BasePartialBatchProcessor, BatchProcessor, _Escaped
 from batchlens._sources import EventType
 from batchlens.exceptions import ExceptionInfo, SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError
 
@@ -162,13 +156,7 @@ class SqsFifoPartialProcessorAsync(_FifoRules, AsyncBatchProcessor):
         )
 
     async def _async_process_all(self) -> list[Any] | _Escaped:
-        entries: list[Any] = []
-        for index, record in enumerate(self.records):
-            entry = await _contained(self._async_guarded(index, record))
-            if isinstance(entry, _Escaped):
-                return entry
-            entries.append(entry)
-        return entries
+        return await self._async_process_in_order()
 
     async def _async_process_record(self, record: Any) -> Any:
         reason = self._enter_record(record)

@@ -65,14 +65,17 @@ class _Escaped:
         self.exception = exception
 
 
+def _escapes(exc: BaseException) -> bool:
+    """Whether ``exc`` must be carried out of the event loop: neither an ``Exception`` nor a cancellation."""
+    return not isinstance(exc, (Exception, sys.modules["asyncio"].CancelledError))
+
+
 async def _contained(awaitable: Awaitable[Any]) -> Any:
-    """Await one record; a BaseException other than a cancellation comes back as ``_Escaped``."""
+    """Await one record; a BaseException that ``_escapes`` comes back as ``_Escaped``."""
     try:
         return await awaitable
-    except Exception:
-        raise
     except BaseException as exc:
-        if isinstance(exc, sys.modules["asyncio"].CancelledError):
+        if not _escapes(exc):
             raise
         return _Escaped(exc)
 
@@ -84,16 +87,13 @@ async def _gather_contained(awaitables: list[Awaitable[Any]]) -> list[Any] | _Es
 
     escaped: list[_Escaped] = []
     tasks: list[asyncio.Future[Any]] = []
-    cancelled_error = asyncio.CancelledError
 
     async def one(awaitable: Awaitable[Any]) -> Any:
-        # _contained() inlined: one coroutine frame per record instead of two
+        # _contained() inlined (one coroutine frame per record instead of two), plus cancelling the others
         try:
             return await awaitable
-        except Exception:
-            raise
         except BaseException as exc:
-            if isinstance(exc, cancelled_error):
+            if not _escapes(exc):
                 raise
             escape = _Escaped(exc)
             if not escaped:
@@ -279,7 +279,11 @@ class BasePartialProcessor(ABC):
 
     async def _async_process_all(self) -> list[Any] | _Escaped:
         run = self._async_run_one
-        entries = await _gather_contained([run(i, record) for i, record in enumerate(self.records)])
+        return await self._async_gather([run(i, record) for i, record in enumerate(self.records)])
+
+    async def _async_gather(self, awaitables: list[Awaitable[Any]]) -> list[Any] | _Escaped:
+        """Run the records concurrently (see ``_gather_contained``); the entries come back in input order."""
+        entries = await _gather_contained(awaitables)
         if not isinstance(entries, _Escaped):
             self._restore_input_order(entries)
         return entries
@@ -812,13 +816,7 @@ class AsyncBatchProcessor(BasePartialBatchProcessor):
 
         records = self.records
         if self._stop_on_first_failure:
-            done: list[Any] = []
-            for index, record in enumerate(records):
-                entry = await _contained(self._async_guarded(index, record))
-                if isinstance(entry, _Escaped):
-                    return entry
-                done.append(entry)
-            return done
+            return await self._async_process_in_order()
         unlimited: Callable[[int, Any], Awaitable[Any]] = (
             self._async_guarded if self._has_short_circuits() else self._async_run_one
         )
@@ -832,9 +830,16 @@ class AsyncBatchProcessor(BasePartialBatchProcessor):
                     return await unlimited(index, record)
 
             run = limited
-        entries = await _gather_contained([run(i, record) for i, record in enumerate(records)])
-        if not isinstance(entries, _Escaped):
-            self._restore_input_order(entries)
+        return await self._async_gather([run(i, record) for i, record in enumerate(records)])
+
+    async def _async_process_in_order(self) -> list[Any] | _Escaped:
+        """Await the records one after the other, in input order (stream circuit breaker, FIFO)."""
+        entries: list[Any] = []
+        for index, record in enumerate(self.records):
+            entry = await _contained(self._async_guarded(index, record))
+            if isinstance(entry, _Escaped):
+                return entry
+            entries.append(entry)
         return entries
 
     async def _async_guarded(self, index: int, raw: Any) -> Any:
