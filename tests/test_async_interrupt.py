@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -36,21 +37,20 @@ class Interrupting:
         self.finished: list[str] = []
 
     async def __call__(self, record: Any) -> str:
-        body = record.body if hasattr(record, "body") else record.kinesis.data_as_text()
+        if hasattr(record, "message_id"):
+            key, body = record.message_id, record.body
+        else:  # Kinesis
+            key, body = record.kinesis.sequence_number, record.kinesis.data_as_text()
         try:
             await asyncio.sleep(0)
             if "stop" in body:
                 raise self.exc
             await asyncio.sleep(self.hold)
         except asyncio.CancelledError:
-            self.cancelled.append(_id(record))
+            self.cancelled.append(key)
             raise
-        self.finished.append(_id(record))
-        return _id(record)
-
-
-def _id(record: Any) -> str:
-    return str(record.message_id if hasattr(record, "message_id") else record.kinesis.sequence_number)
+        self.finished.append(key)
+        return str(key)
 
 
 def _event(stop_at: int, count: int = 6, kind: str = "sqs") -> dict[str, Any]:
@@ -59,16 +59,15 @@ def _event(stop_at: int, count: int = 6, kind: str = "sqs") -> dict[str, Any]:
 
 
 @pytest.fixture
-def never_retrieved(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    """asyncio's "exception was never retrieved" reports (collect garbage before reading it)."""
+def never_retrieved(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRecord]]:
+    """Collects garbage, then returns asyncio's "exception was never retrieved" reports so far."""
     caplog.set_level(logging.ERROR, logger="asyncio")
 
-    class Reports(list[logging.LogRecord]):
-        def collect(self) -> list[logging.LogRecord]:
-            gc.collect()
-            return [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    def reports() -> list[logging.LogRecord]:
+        gc.collect()
+        return [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
-    return Reports()
+    return reports
 
 
 PROCESSORS = [
@@ -86,7 +85,7 @@ PROCESSORS = [
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize(("factory", "kind"), PROCESSORS)
 def test_interrupt_propagates_without_unretrieved_task_exceptions(
-    factory: Any, kind: str, exc: type[BaseException], never_retrieved: Any
+    factory: Any, kind: str, exc: type[BaseException], never_retrieved: Callable[[], list[logging.LogRecord]]
 ) -> None:
     processor = factory(Telemetry.disabled())
     handler = Interrupting(exc)
@@ -94,7 +93,7 @@ def test_interrupt_propagates_without_unretrieved_task_exceptions(
         async_process_partial_response(_event(stop_at=2, kind=kind), handler, processor)
     assert raised.type is exc
     del raised  # its traceback's frames would keep the tasks alive, hiding what the collector would report
-    assert never_retrieved.collect() == []
+    assert never_retrieved() == []
     # the processor is usable afterwards
     assert async_process_partial_response(_event(stop_at=-1, kind=kind), handler, processor) == {
         "batchItemFailures": []
@@ -126,7 +125,9 @@ def test_every_started_span_ends_when_interrupted() -> None:
     assert error_types == {"KeyboardInterrupt", "CancelledError"}
 
 
-def test_lambda_loop_is_left_without_pending_tasks(monkeypatch: pytest.MonkeyPatch, never_retrieved: Any) -> None:
+def test_lambda_loop_is_left_without_pending_tasks(
+    monkeypatch: pytest.MonkeyPatch, never_retrieved: Callable[[], list[logging.LogRecord]]
+) -> None:
     """In Lambda the thread's event loop is reused across invocations: an interrupt must not leave tasks on it."""
     monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
     loop = asyncio.new_event_loop()
@@ -141,7 +142,7 @@ def test_lambda_loop_is_left_without_pending_tasks(monkeypatch: pytest.MonkeyPat
         assert async_process_partial_response(_event(stop_at=-1), Interrupting(SystemExit), processor) == {
             "batchItemFailures": []
         }
-        assert never_retrieved.collect() == []
+        assert never_retrieved() == []
     finally:
         asyncio.set_event_loop(None)
         loop.close()
