@@ -24,12 +24,34 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from opentelemetry import trace as trace_api
+from batchlens._telemetry._resolve import (
+    DEFAULT_PROMETHEUS_ADDR,
+    DEFAULT_PROMETHEUS_PORT,
+    DEFAULT_SPAN_QUEUE_SIZE,
+    LOG_FORMATS,
+    METRICS_EXPORTERS,
+    OTLP_PROTOCOLS,
+    SDK_HINT,
+    TRACES_EXPORTERS,
+    _positive_int_env,
+    _resolve_exporters,
+    _resolve_log_format,
+    _resolve_log_level,
+    _resolve_otlp_protocol,
+    _resolve_prometheus_endpoint,
+    _span_queue_size,
+)
+from batchlens._telemetry._sdk import (
+    _build_resource,
+    _install_globals,
+    _make_metric_reader,
+    _make_span_exporter,
+    _start_prometheus,
+)
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -53,40 +75,6 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("batchlens.telemetry")
-
-TRACES_EXPORTERS: tuple[str, ...] = ("otlp", "console", "none")
-"""Accepted names for ``traces`` / ``OTEL_TRACES_EXPORTER`` (comma-separated combinations allowed)."""
-
-METRICS_EXPORTERS: tuple[str, ...] = ("otlp", "prometheus", "console", "none")
-"""Accepted names for ``metrics`` / ``OTEL_METRICS_EXPORTER`` (comma-separated combinations allowed)."""
-
-LOG_FORMATS: tuple[str, ...] = ("json", "console", "none")
-"""Accepted values for ``logs``."""
-
-OTLP_PROTOCOLS: tuple[str, ...] = ("http/protobuf", "grpc")
-"""OTLP transports the Python SDK implements (``http/json`` has no Python exporter)."""
-
-DEFAULT_PROMETHEUS_PORT = 9464
-"""Port of the ``/metrics`` endpoint, the OpenTelemetry default for Prometheus exporters."""
-
-DEFAULT_PROMETHEUS_ADDR = "127.0.0.1"
-"""Loopback by default: metrics stay private unless the application opts into a wider address."""
-
-DEFAULT_SPAN_QUEUE_SIZE = 32_768
-"""Capacity of the span queue between the application and the exporter.
-
-A Lambda batch holds at most 10,000 records (SQS with a batching window, Kinesis, DynamoDB Streams, Kafka).
-batchlens ends one span per record plus a batch span, and handlers commonly add one or two spans of their own
-per record, all before the invocation returns and usually faster than a network exporter drains them. The
-queue must therefore hold a whole invocation: 3 x 10,000 plus headroom. The SDK default of 2,048 drops about
-8,000 spans of a 10,000-record batch whenever export is slower than processing. The queue is a bounded deque
-that grows only as spans arrive, so the large bound costs nothing until it is used.
-"""
-
-_SDK_HINT = "pip install 'batchlens[sdk]'"
-
-_LAMBDA_LOG_LEVELS = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}
-
 
 class TelemetryHandle:
     """The pipelines :func:`configure` built, and the way to flush and stop them.
@@ -253,7 +241,7 @@ def configure(
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
-        raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {_SDK_HINT}") from exc
+        raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {SDK_HINT}") from exc
 
     resource = _build_resource(service_name, env)
 
@@ -282,7 +270,9 @@ def configure(
         is_global = _install_globals(tracer_provider, meter_provider)
 
     if log_format != "none":
-        _configure_structlog(log_format, level)
+        from batchlens._telemetry._structlog_setup import configure_structlog
+
+        configure_structlog(log_format, level)
 
     return TelemetryHandle(
         tracer_provider=tracer_provider,
@@ -293,318 +283,4 @@ def configure(
         prometheus_server=server,
         log_format=log_format,
         is_global=is_global,
-    )
-
-
-# ----------------------------------------------------------------------------------------------------
-# argument and environment resolution (the SDK is imported here only to type-check instances)
-
-
-def _env(env: Mapping[str, str], name: str) -> str | None:
-    # The specification treats an empty variable as unset.
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    return raw
-
-
-def _resolve_exporters(
-    value: object, env: Mapping[str, str], argument: str, variable: str
-) -> tuple[tuple[str, ...], Any]:
-    """Return ``(names, instance)``: exporter names to build, or a ready exporter/reader instance."""
-    accepted = TRACES_EXPORTERS if argument == "traces" else METRICS_EXPORTERS
-    if value is None:
-        raw = _env(env, variable)
-        if raw is None:
-            return ("otlp",), None
-        return _parse_names(raw, f"{variable}={raw!r}", accepted), None
-    if isinstance(value, str):
-        return _parse_names(value, f"{argument}={value!r}", accepted), None
-    try:
-        from opentelemetry.sdk.metrics.export import MetricReader
-        from opentelemetry.sdk.trace.export import SpanExporter
-    except ImportError as exc:
-        raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {_SDK_HINT}") from exc
-    base: type = SpanExporter if argument == "traces" else MetricReader
-    if not isinstance(value, base):
-        raise TypeError(
-            f"{argument} must be one of {', '.join(repr(a) for a in accepted)} or a {base.__name__} "
-            f"instance, not {type(value).__name__}"
-        )
-    return (), value
-
-
-def _parse_names(raw: str, source: str, accepted: tuple[str, ...]) -> tuple[str, ...]:
-    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
-    choices = ", ".join(accepted)
-    if not names:
-        raise ValueError(f"{source} names no exporter; accepted values: {choices} (comma-separated)")
-    unknown = [name for name in names if name not in accepted]
-    if unknown:
-        raise ValueError(
-            f"{source}: unknown exporter {', '.join(repr(u) for u in unknown)}; "
-            f"accepted values: {choices} (comma-separated)"
-        )
-    if "none" in names:
-        if len(names) > 1:
-            raise ValueError(f"{source}: 'none' cannot be combined with other exporters")
-        return ()
-    return tuple(dict.fromkeys(names))
-
-
-def _in_lambda(env: Mapping[str, str]) -> bool:
-    return _env(env, "AWS_LAMBDA_FUNCTION_NAME") is not None
-
-
-def _resolve_log_format(logs: str | None, env: Mapping[str, str]) -> str:
-    if logs is None:
-        import structlog
-
-        if structlog.is_configured():
-            return "none"
-        return "json" if _in_lambda(env) else "console"
-    if not isinstance(logs, str) or logs.strip().lower() not in LOG_FORMATS:
-        raise ValueError(f"logs={logs!r} is not supported; accepted values: {', '.join(LOG_FORMATS)}")
-    return logs.strip().lower()
-
-
-def _resolve_log_level(log_level: str | int | None, env: Mapping[str, str]) -> int:
-    source = "log_level"
-    if log_level is None:
-        raw = _env(env, "AWS_LAMBDA_LOG_LEVEL")
-        if raw is None:
-            return logging.INFO
-        log_level, source = raw, "AWS_LAMBDA_LOG_LEVEL"
-    if isinstance(log_level, int):
-        return log_level
-    name = log_level.strip().upper()
-    name = _LAMBDA_LOG_LEVELS.get(name, name)
-    level = logging.getLevelName(name)
-    if not isinstance(level, int):
-        raise ValueError(
-            f"{source}={log_level!r} is not a log level; accepted values: "
-            "DEBUG, INFO, WARNING, ERROR, CRITICAL (and Lambda's TRACE, WARN, FATAL)"
-        )
-    return level
-
-
-def _resolve_prometheus_endpoint(port: int | None, addr: str | None, env: Mapping[str, str]) -> tuple[int, str]:
-    if port is None:
-        raw = _env(env, "OTEL_EXPORTER_PROMETHEUS_PORT")
-        if raw is None:
-            port = DEFAULT_PROMETHEUS_PORT
-        else:
-            try:
-                port = int(raw)
-            except ValueError:
-                raise ValueError(
-                    f"OTEL_EXPORTER_PROMETHEUS_PORT={raw!r} is not a port; expected a whole number 0-65535"
-                ) from None
-            if not 0 <= port <= 65535:
-                raise ValueError(
-                    f"OTEL_EXPORTER_PROMETHEUS_PORT={raw!r} is out of range; expected a whole number 0-65535"
-                )
-    elif isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"prometheus_port={port!r} is not a port; expected a whole number 0-65535")
-    if addr is None:
-        addr = _env(env, "OTEL_EXPORTER_PROMETHEUS_HOST") or DEFAULT_PROMETHEUS_ADDR
-    return port, addr
-
-
-def _resolve_otlp_protocol(env: Mapping[str, str], signal: str) -> str:
-    variable = f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"
-    raw = _env(env, variable)
-    if raw is None:
-        variable = "OTEL_EXPORTER_OTLP_PROTOCOL"
-        raw = _env(env, variable)
-    if raw is None:
-        return "http/protobuf"
-    protocol = raw.strip().lower()
-    if protocol not in OTLP_PROTOCOLS:
-        raise ValueError(
-            f"{variable}={raw!r} is not supported by the Python SDK; accepted values: {', '.join(OTLP_PROTOCOLS)}"
-        )
-    return protocol
-
-
-def _span_queue_size(env: Mapping[str, str]) -> int:
-    # An explicit OTEL_BSP_MAX_QUEUE_SIZE is the operator's decision and wins over the batch-sized default.
-    return _positive_int_env(env, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_SPAN_QUEUE_SIZE)
-
-
-def _positive_int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = _env(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name}={raw!r} is not valid; expected a whole number >= 1")
-    return value
-
-
-# ----------------------------------------------------------------------------------------------------
-# SDK construction (imports the SDK lazily)
-
-
-def _build_resource(service_name: str | None, env: Mapping[str, str]) -> Resource:
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-
-    detected: dict[str, Any] = {}
-    function_name = _env(env, "AWS_LAMBDA_FUNCTION_NAME")
-    if function_name is not None:
-        detected.update({"cloud.provider": "aws", "cloud.platform": "aws_lambda", "faas.name": function_name})
-        optional = {
-            "cloud.region": _env(env, "AWS_REGION"),
-            "faas.version": _env(env, "AWS_LAMBDA_FUNCTION_VERSION"),
-            "faas.instance": _env(env, "AWS_LAMBDA_LOG_STREAM_NAME"),
-        }
-        detected.update({key: value for key, value in optional.items() if value is not None})
-        memory = _env(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        if memory is not None and memory.strip().isdigit():
-            # Lambda reports MiB; the semantic conventions want bytes.
-            detected["faas.max_memory"] = int(memory) * 1024 * 1024
-
-    # Resource.create() reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME from os.environ; the operator's
-    # variables override what was detected, and an explicit argument overrides both.
-    from_env = Resource.create()
-    resource = Resource(detected).merge(from_env)
-    name = service_name or _env(env, "OTEL_SERVICE_NAME")
-    if name is None:
-        current = str(from_env.attributes.get(SERVICE_NAME, ""))
-        if current.startswith("unknown_service") and function_name is not None:
-            name = function_name
-    if name is not None:
-        resource = resource.merge(Resource({SERVICE_NAME: name}))
-    return resource
-
-
-def _make_span_exporter(name: str, protocol: str) -> SpanExporter:
-    if name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        # The SDK's default stream is the sys.stdout of import time; use the current one.
-        return ConsoleSpanExporter(out=sys.stdout)
-    cls: Any = _import_otlp(protocol, "trace_exporter", "OTLPSpanExporter")
-    exporter: SpanExporter = cls()
-    return exporter
-
-
-def _make_metric_reader(name: str, protocol: str) -> MetricReader:
-    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
-
-    if name == "console":
-        return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
-    cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
-    return PeriodicExportingMetricReader(cls())
-
-
-def _import_otlp(protocol: str, module: str, cls_name: str) -> object:
-    package = "grpc" if protocol == "grpc" else "http"
-    dist = f"opentelemetry-exporter-otlp-proto-{package}"
-    try:
-        imported = __import__(f"opentelemetry.exporter.otlp.proto.{package}.{module}", fromlist=[cls_name])
-    except ImportError as exc:
-        hint = _SDK_HINT if package == "http" else f"pip install {dist}"
-        raise ImportError(f"OTLP over {protocol} needs the {dist} package: {hint}") from exc
-    cls: object = getattr(imported, cls_name)
-    return cls
-
-
-def _start_prometheus(port: int, addr: str) -> tuple[MetricReader, WSGIServer]:
-    try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import CollectorRegistry, start_http_server
-    except ImportError as exc:
-        raise ImportError(f"metrics='prometheus' needs opentelemetry-exporter-prometheus: {_SDK_HINT}") from exc
-
-    # A registry of its own serves exactly this provider's metrics and lets several handles coexist in
-    # one process (tests); exporters older than the ``registry`` argument share the global registry.
-    class LatestSnapshotReader(PrometheusMetricReader):
-        """Keeps only the newest cumulative snapshot between scrapes.
-
-        A flush (``force_flush`` before the Lambda freeze, or ``handle.flush()``) makes the reader collect;
-        the stock reader queues every collection until the next scrape, which then repeats each series once
-        per flush and Prometheus rejects the duplicates. Metrics are cumulative, so the newest snapshot holds
-        everything the older ones did.
-        """
-
-        def _receive_metrics(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-            if metrics_data is None:
-                return
-            queued = getattr(getattr(self, "_collector", None), "_metrics_datas", None)
-            if queued is not None:
-                queued.clear()
-            super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
-
-    registry = CollectorRegistry(auto_describe=True)
-    try:
-        reader = LatestSnapshotReader(registry=registry)
-    except TypeError:
-        from prometheus_client import REGISTRY
-
-        registry = REGISTRY
-        reader = LatestSnapshotReader()
-    try:
-        server, _thread = start_http_server(port, addr=addr, registry=registry)
-    except OSError as exc:
-        reader.shutdown()
-        raise OSError(exc.errno, f"cannot serve Prometheus metrics on {addr}:{port}: {exc.strerror or exc}") from exc
-    return reader, server
-
-
-def _install_globals(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> bool:
-    from opentelemetry import metrics as metrics_api
-
-    # The API silently keeps the first provider it was given; compare afterwards to know what happened.
-    trace_api.set_tracer_provider(tracer_provider)
-    metrics_api.set_meter_provider(meter_provider)
-    installed = (
-        trace_api.get_tracer_provider() is tracer_provider and metrics_api.get_meter_provider() is meter_provider
-    )
-    if not installed:
-        _logger.warning(
-            "batchlens.telemetry.configure(): OpenTelemetry global providers were already set in this "
-            "process, so the new ones are not global. Call configure() once per process, or pass the "
-            "handle's providers through batchlens.Telemetry(tracer_provider=..., meter_provider=...)."
-        )
-    return installed
-
-
-# ----------------------------------------------------------------------------------------------------
-# structlog
-
-
-def _add_trace_context(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """Correlate application log lines with the active span; keys already set (by batchlens) win."""
-    context = trace_api.get_current_span().get_span_context()
-    if context.is_valid:
-        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
-        event_dict.setdefault("span_id", format(context.span_id, "016x"))
-    return event_dict
-
-
-def _configure_structlog(log_format: str, level: int) -> None:
-    import structlog
-
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        _add_trace_context,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.StackInfoRenderer(),
-    ]
-    if log_format == "json":
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
-    else:
-        processors += [structlog.dev.set_exc_info, structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]
-    structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(),
-        # Caching would pin loggers to this configuration and defeat structlog.testing.capture_logs() in
-        # the application's tests; the per-call lookup costs about a microsecond.
-        cache_logger_on_first_use=False,
     )

@@ -11,9 +11,7 @@ Span layout (the names are a contract, see the README's telemetry reference)::
 
 from __future__ import annotations
 
-import linecache
 import threading
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from batchlens._observer import SKIPPED
 from batchlens._sources import Source
+from batchlens._telemetry._errors import exception_event, format_exception, safe_str
 from batchlens._telemetry._providers import is_noop_tracer_provider, span_link_limit, tracer_provider
 from batchlens._telemetry._xray import parse_xray_header
 
@@ -136,94 +135,6 @@ def _extract_w3c(carrier: Mapping[str, str]) -> SpanContext | None:
         return None
     span_context = trace.get_current_span(extracted).get_span_context()
     return span_context if span_context.is_valid else None
-
-
-_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
-_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
-_MAX_FRAMES = 100  # per exception, most recent kept (a RecursionError has ~1000)
-_MAX_CHAIN = 10
-
-
-def format_exception(exc: BaseException) -> str:
-    """Format ``exc`` with its causes like the interpreter does, minus the column carets.
-
-    ``traceback.format_exception`` on CPython 3.11+ re-parses every source line to place carets, costing
-    ~0.3 ms per failed record (what the SDK's ``record_exception`` pays); this costs a few microseconds.
-
-    Args:
-        exc: The exception, with its ``__traceback__``, ``__cause__`` and ``__context__``.
-
-    Returns:
-        ``Traceback (most recent call last): ...`` text ending with the ``Type: message`` line(s).
-    """
-    # walk from the raised exception to its root cause, remembering how each links to the next
-    chain: list[tuple[BaseException, str | None]] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(chain) < _MAX_CHAIN:
-        seen.add(id(current))
-        if current.__cause__ is not None:
-            following, relation = current.__cause__, _CAUSE
-        elif current.__context__ is not None and not current.__suppress_context__:
-            following, relation = current.__context__, _CONTEXT
-        else:
-            following, relation = None, None
-        chain.append((current, relation))
-        current = following
-    out: list[str] = []
-    last = len(chain) - 1
-    for position in range(last, -1, -1):
-        item, relation = chain[position]
-        if position < last and relation is not None:
-            out.append(relation)
-        _format_single(item, out)
-    return "".join(out)
-
-
-def _format_single(exc: BaseException, out: list[str]) -> None:
-    frames = list(traceback.walk_tb(exc.__traceback__))
-    if frames:
-        out.append("Traceback (most recent call last):\n")
-        if len(frames) > _MAX_FRAMES:
-            out.append(f"  ... {len(frames) - _MAX_FRAMES} earlier frames omitted ...\n")
-            del frames[: len(frames) - _MAX_FRAMES]
-        for frame, lineno in frames:
-            code = frame.f_code
-            filename = code.co_filename
-            out.append(f'  File "{filename}", line {lineno}, in {code.co_name}\n')
-            if lineno is not None:
-                line = linecache.getline(filename, lineno, frame.f_globals).strip()
-                if line:
-                    out.append(f"    {line}\n")
-    # traceback.format_exception_only() would build a TracebackException, walking everything again
-    kind = type(exc)
-    name = kind.__qualname__
-    module = kind.__module__
-    if module not in ("__main__", "builtins"):
-        name = f"{module}.{name}"
-    message = _safe_str(exc)
-    out.append(f"{name}: {message}\n" if message else f"{name}\n")
-    notes = getattr(exc, "__notes__", None)
-    if isinstance(notes, list | tuple):
-        for note in notes:
-            out.extend(f"{part}\n" for part in (note if isinstance(note, str) else repr(note)).split("\n"))
-
-
-def _exception_event(exc: BaseException, message: str) -> dict[str, Any]:
-    kind = type(exc)
-    module = kind.__module__
-    return {
-        "exception.type": kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}",
-        "exception.message": message,
-        "exception.stacktrace": format_exception(exc),
-    }
-
-
-def _safe_str(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:
-        return f"<{type(exc).__qualname__}: str() failed>"
 
 
 def _short(text: str) -> str:
@@ -421,12 +332,12 @@ class TracingObserver:
                     span.set_attribute(ERROR_TYPE, OTHER_ERROR)
                     span.set_status(_ERROR_STATUS)
                 else:
-                    message = _safe_str(exc)
+                    message = safe_str(exc)
                     span.set_attribute(ERROR_TYPE, type(exc).__name__)
                     span.set_status(Status(StatusCode.ERROR, _short(message)))
                     if record.outcome != SKIPPED:
                         # the semconv "exception" event, as record_exception() would add, formatted cheaply
-                        span.add_event("exception", _exception_event(exc, message))
+                        span.add_event("exception", exception_event(exc, message))
         finally:
             span.end()
 

@@ -1,0 +1,150 @@
+"""SDK construction for ``batchlens.telemetry.configure``: resource, exporters, readers, Prometheus endpoint.
+
+Every function imports the OpenTelemetry SDK lazily, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace as trace_api
+
+from batchlens._telemetry._resolve import SDK_HINT, _env
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+_logger = logging.getLogger("batchlens.telemetry")
+
+
+def _build_resource(service_name: str | None, env: Mapping[str, str]) -> Resource:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    detected: dict[str, Any] = {}
+    function_name = _env(env, "AWS_LAMBDA_FUNCTION_NAME")
+    if function_name is not None:
+        detected.update({"cloud.provider": "aws", "cloud.platform": "aws_lambda", "faas.name": function_name})
+        optional = {
+            "cloud.region": _env(env, "AWS_REGION"),
+            "faas.version": _env(env, "AWS_LAMBDA_FUNCTION_VERSION"),
+            "faas.instance": _env(env, "AWS_LAMBDA_LOG_STREAM_NAME"),
+        }
+        detected.update({key: value for key, value in optional.items() if value is not None})
+        memory = _env(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        if memory is not None and memory.strip().isdigit():
+            # Lambda reports MiB; the semantic conventions want bytes.
+            detected["faas.max_memory"] = int(memory) * 1024 * 1024
+
+    # Resource.create() reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME from os.environ; the operator's
+    # variables override what was detected, and an explicit argument overrides both.
+    from_env = Resource.create()
+    resource = Resource(detected).merge(from_env)
+    name = service_name or _env(env, "OTEL_SERVICE_NAME")
+    if name is None:
+        current = str(from_env.attributes.get(SERVICE_NAME, ""))
+        if current.startswith("unknown_service") and function_name is not None:
+            name = function_name
+    if name is not None:
+        resource = resource.merge(Resource({SERVICE_NAME: name}))
+    return resource
+
+
+def _make_span_exporter(name: str, protocol: str) -> SpanExporter:
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        # The SDK's default stream is the sys.stdout of import time; use the current one.
+        return ConsoleSpanExporter(out=sys.stdout)
+    cls: Any = _import_otlp(protocol, "trace_exporter", "OTLPSpanExporter")
+    exporter: SpanExporter = cls()
+    return exporter
+
+
+def _make_metric_reader(name: str, protocol: str) -> MetricReader:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
+    if name == "console":
+        return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
+    cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
+    return PeriodicExportingMetricReader(cls())
+
+
+def _import_otlp(protocol: str, module: str, cls_name: str) -> object:
+    package = "grpc" if protocol == "grpc" else "http"
+    dist = f"opentelemetry-exporter-otlp-proto-{package}"
+    try:
+        imported = __import__(f"opentelemetry.exporter.otlp.proto.{package}.{module}", fromlist=[cls_name])
+    except ImportError as exc:
+        hint = SDK_HINT if package == "http" else f"pip install {dist}"
+        raise ImportError(f"OTLP over {protocol} needs the {dist} package: {hint}") from exc
+    cls: object = getattr(imported, cls_name)
+    return cls
+
+
+def _start_prometheus(port: int, addr: str) -> tuple[MetricReader, WSGIServer]:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError as exc:
+        raise ImportError(f"metrics='prometheus' needs opentelemetry-exporter-prometheus: {SDK_HINT}") from exc
+
+    # A registry of its own serves exactly this provider's metrics and lets several handles coexist in
+    # one process (tests); exporters older than the ``registry`` argument share the global registry.
+    class LatestSnapshotReader(PrometheusMetricReader):
+        """Keeps only the newest cumulative snapshot between scrapes.
+
+        A flush (``force_flush`` before the Lambda freeze, or ``handle.flush()``) makes the reader collect;
+        the stock reader queues every collection until the next scrape, which then repeats each series once
+        per flush and Prometheus rejects the duplicates. Metrics are cumulative, so the newest snapshot holds
+        everything the older ones did.
+        """
+
+        def _receive_metrics(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+            if metrics_data is None:
+                return
+            queued = getattr(getattr(self, "_collector", None), "_metrics_datas", None)
+            if queued is not None:
+                queued.clear()
+            super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+
+    registry = CollectorRegistry(auto_describe=True)
+    try:
+        reader = LatestSnapshotReader(registry=registry)
+    except TypeError:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+        reader = LatestSnapshotReader()
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:
+        reader.shutdown()
+        raise OSError(exc.errno, f"cannot serve Prometheus metrics on {addr}:{port}: {exc.strerror or exc}") from exc
+    return reader, server
+
+
+def _install_globals(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> bool:
+    from opentelemetry import metrics as metrics_api
+
+    # The API silently keeps the first provider it was given; compare afterwards to know what happened.
+    trace_api.set_tracer_provider(tracer_provider)
+    metrics_api.set_meter_provider(meter_provider)
+    installed = (
+        trace_api.get_tracer_provider() is tracer_provider and metrics_api.get_meter_provider() is meter_provider
+    )
+    if not installed:
+        _logger.warning(
+            "batchlens.telemetry.configure(): OpenTelemetry global providers were already set in this "
+            "process, so the new ones are not global. Call configure() once per process, or pass the "
+            "handle's providers through batchlens.Telemetry(tracer_provider=..., meter_provider=...)."
+        )
+    return installed
