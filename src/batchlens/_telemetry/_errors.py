@@ -10,7 +10,22 @@ import linecache
 import traceback
 from typing import Any
 
-__all__ = ["error_type", "exception_event", "format_exception", "safe_str"]
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MAX_STACKTRACE_CHARS",
+    "error_type",
+    "exception_event",
+    "exception_message",
+    "exception_stacktrace",
+    "format_exception",
+    "safe_str",
+]
+
+MAX_MESSAGE_CHARS = 2048
+"""Longest exception message telemetry carries (span status and event, log line, Sentry event)."""
+
+MAX_STACKTRACE_CHARS = 8192
+"""Longest formatted stack trace telemetry carries (span event, log line)."""
 
 
 def error_type(exc: BaseException) -> str:
@@ -107,3 +122,20 @@ def safe_str(exc: BaseException) -> str:
         return str(exc)
     except Exception:
         return f"<{type(exc).__qualname__}: str() failed>"
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def exception_message(exc: BaseException) -> str:
+    """The exception's message as telemetry may carry it: never raises, bounded in size.
+
+    This is the one function spans, log lines and Sentry events take an exception's message from.
+    """
+    return _bounded(safe_str(exc), MAX_MESSAGE_CHARS)
+
+
+def exception_stacktrace(exc: BaseException) -> str:
+    """The exception's formatted stack trace (see ``format_exception``), bounded in size."""
+    return _bounded(format_exception(exc), MAX_STACKTRACE_CHARS)
