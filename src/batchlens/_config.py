@@ -18,13 +18,22 @@ __all__ = ["DEFAULT_REDACT_KEYS", "Telemetry"]
 
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "password",
+    "passwd",
+    "pwd",
     "secret",
     "token",
-    "authorization",
-    "api_key",
+    "auth",
     "apikey",
     "cookie",
+    "credential",
+    "privatekey",
 )
+"""Substrings of the dict keys whose values are captured as ``"[REDACTED]"``.
+
+A key matches when, lower-cased and without ``-`` and ``_``, it contains one of them: ``auth`` covers
+``Authorization`` and ``oauth_state`` (and ``author``), ``apikey`` covers ``x-api-key``, ``token`` covers
+``AWS_SESSION_TOKEN`` and ``refreshToken``, ``secret`` covers ``aws_secret_access_key``.
+"""
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 FLUSH_MODES: tuple[str, ...] = ("auto", "always", "never")
 
@@ -44,7 +53,9 @@ class Telemetry:
         capture_response: Capture handler results on record spans (``BATCHLENS_CAPTURE_RESPONSE``).
         capture_max_bytes_per_record: UTF-8 byte cap of one captured result.
         capture_max_bytes_per_batch: UTF-8 byte budget of all captured results of one batch.
-        redact_keys: Dict keys whose values are replaced by ``"[REDACTED]"`` in captured results.
+        redact_keys: Substrings of the dict keys whose values are replaced by ``"[REDACTED]"`` in captured
+            results (matched case-insensitively, ``-`` and ``_`` ignored). This list replaces the defaults,
+            ``DEFAULT_REDACT_KEYS``; ``BATCHLENS_REDACT_KEYS`` adds to them.
         sentry: Send every failed record to Sentry (``BATCHLENS_SENTRY_ENABLED``).
         sentry_dsn: DSN used to initialise Sentry when the application has not (``BATCHLENS_SENTRY_DSN``,
             falling back to ``SENTRY_DSN``).
@@ -99,7 +110,9 @@ class Telemetry:
             keys: tuple[str, ...] = tuple(self.redact_keys.split(","))
         else:
             keys = tuple(self.redact_keys)
-        object.__setattr__(self, "redact_keys", tuple(k.strip().lower() for k in keys if k.strip()))
+        # trimmed, lower-cased, blanks and repeats dropped
+        keys = tuple(dict.fromkeys(k.strip().lower() for k in keys if k.strip()))
+        object.__setattr__(self, "redact_keys", keys)
 
     @property
     def enabled(self) -> bool:
@@ -139,7 +152,8 @@ class Telemetry:
             "capture_max_bytes_per_batch": env_int(
                 env, "BATCHLENS_CAPTURE_MAX_BYTES_PER_BATCH", d.capture_max_bytes_per_batch, minimum=0
             ),
-            "redact_keys": tuple(redact_raw.split(",")) if redact_raw is not None else d.redact_keys,
+            # adds to the defaults: a variable set for one extra key never switches the defaults off
+            "redact_keys": (*d.redact_keys, *redact_raw.split(",")) if redact_raw is not None else d.redact_keys,
             "sentry": env_bool(env, "BATCHLENS_SENTRY_ENABLED", d.sentry),
             "sentry_dsn": env.get("BATCHLENS_SENTRY_DSN", "").strip() or env.get("SENTRY_DSN") or None,
             "flush": env_choice(env, "BATCHLENS_FLUSH", d.flush, FLUSH_MODES),
