@@ -37,7 +37,7 @@ class KeyRedactor:
     __slots__ = ("_cache", "_needles")
 
     def __init__(self, substrings: Iterable[str]) -> None:
-        needles = (normalise_key(s) for s in substrings)
+        needles = (normalise_key(s).strip() for s in substrings)
         self._needles: tuple[str, ...] = tuple(dict.fromkeys(n for n in needles if n))
         self._cache: dict[str, bool] = {}
 
