@@ -383,7 +383,7 @@ def test_skipped_records_are_logged_traced_and_counted(mode: str) -> None:
         assert sorted(spans) == sorted(ids)
         for mid in skipped:
             assert spans[mid].status.status_code is StatusCode.ERROR
-            assert spans[mid].attributes["error.type"] == "DeadlineExceededError"
+            assert spans[mid].attributes["error.type"] == "batchlens.exceptions.DeadlineExceededError"
             assert spans[mid].name == "process jobs"
 
         assert captured.counter("batchlens.records.failed", error__type="DeadlineExceededError") == len(skipped)

@@ -274,7 +274,7 @@ def test_short_circuited_records_are_traced_logged_and_counted() -> None:
         assert sorted(spans) == sorted(seqs)
         for seq in seqs[3:]:
             assert spans[seq].status.status_code is StatusCode.ERROR
-            assert spans[seq].attributes["error.type"] == "StreamCircuitBreakerError"
+            assert spans[seq].attributes["error.type"] == "batchlens.exceptions.StreamCircuitBreakerError"
             assert spans[seq].name == "process sensor-readings"
 
         assert captured.counter("batchlens.records.failed", error__type="StreamCircuitBreakerError") == 2
