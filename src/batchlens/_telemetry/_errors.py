@@ -26,6 +26,7 @@ from __future__ import annotations
 import linecache
 import re
 import traceback
+import weakref
 from typing import Any
 
 __all__ = [
@@ -98,9 +99,24 @@ def _safe_repr(value: object) -> str:
 # validation errors
 
 
+# class -> its validation family or None; weak, so a class defined per invocation is not kept alive by it
+_KINDS: weakref.WeakKeyDictionary[type, str | None] = weakref.WeakKeyDictionary()
+_UNKNOWN = "?"
+
+
 def _validation_kind(exc: BaseException) -> str | None:
     """Which family of validation error ``exc`` is ("pydantic", "powertools", "jsonschema"), or None."""
-    for kind in type(exc).__mro__:
+    kind = type(exc)
+    if kind.__module__ == "builtins":
+        return None
+    found = _KINDS.get(kind, _UNKNOWN)
+    if found is _UNKNOWN:
+        found = _KINDS[kind] = _find_validation_kind(kind)
+    return found
+
+
+def _find_validation_kind(cls: type) -> str | None:
+    for kind in cls.__mro__:
         name = kind.__name__
         if name == "ValidationError":
             module = kind.__module__
@@ -202,17 +218,21 @@ _INPUT_VALUE = re.compile(r"input_value=.*")
 
 
 def _linked(exc: BaseException) -> list[BaseException]:
-    """The exceptions ``exc`` was raised from or while handling, suppressed contexts included (bounded)."""
+    """The exceptions ``exc`` was raised from or while handling, suppressed contexts included (bounded).
+
+    Follows the ``__context__`` chain (a ``raise ... from`` inside ``except`` sets both links to the same
+    exception) and adds a ``__cause__`` that differs from the context without following it further.
+    """
     found: list[BaseException] = []
-    seen = {id(exc)}
-    pending = [exc]
-    while pending and len(found) < _MAX_CHAIN:
-        current = pending.pop()
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None and id(linked) not in seen:
-                seen.add(id(linked))
-                found.append(linked)
-                pending.append(linked)
+    current = exc
+    for _ in range(_MAX_CHAIN):
+        cause, context = current.__cause__, current.__context__
+        if cause is not None and cause is not context:
+            found.append(cause)
+        if context is None or context is exc:
+            break
+        found.append(context)
+        current = context
     return found
 
 
@@ -276,6 +296,8 @@ def _tail_bytes(data: bytes, limit: int) -> str:
 
 def _cut_middle_utf8(text: str, limit: int) -> str:
     """``text`` within ``limit`` UTF-8 bytes, keeping its first quarter and last three quarters."""
+    if len(text) <= limit and text.isascii():
+        return text
     data = text.encode("utf-8", "replace")
     size = len(data)
     if size <= limit:
@@ -322,12 +344,12 @@ def format_exception(exc: BaseException) -> str:
         ``Traceback (most recent call last): ...`` text ending with the ``Type: message`` line(s).
     """
     try:
-        return _format_chain(exc)
+        return _format_chain(exc, None)
     except Exception:  # an exception object that defeats introspection still gets a line
         return f"{error_type(exc)}: {exception_message(exc)}\n"
 
 
-def _format_chain(exc: BaseException) -> str:
+def _format_chain(exc: BaseException, message: str | None) -> str:
     # walk from the raised exception to its root cause, remembering how each links to the next
     chain: list[tuple[BaseException, str | None]] = []
     seen: set[int] = set()
@@ -348,11 +370,11 @@ def _format_chain(exc: BaseException) -> str:
         item, relation = chain[position]
         if position < last and relation is not None:
             out.append(relation)
-        _format_single(item, out)
+        _format_single(item, out, message if item is exc else None)
     return "".join(out)
 
 
-def _format_single(exc: BaseException, out: list[str]) -> None:
+def _format_single(exc: BaseException, out: list[str], message: str | None) -> None:
     frames = list(traceback.walk_tb(exc.__traceback__))
     if frames:
         out.append("Traceback (most recent call last):\n")
@@ -373,7 +395,8 @@ def _format_single(exc: BaseException, out: list[str]) -> None:
     module = kind.__module__
     if module not in ("__main__", "builtins"):
         name = f"{module}.{name}"
-    message = exception_message(exc)
+    if message is None:
+        message = exception_message(exc)
     out.append(f"{name}: {message}\n" if message else f"{name}\n")
     try:
         notes = getattr(exc, "__notes__", None)
@@ -385,12 +408,20 @@ def _format_single(exc: BaseException, out: list[str]) -> None:
             out.extend(f"{part}\n" for part in _cut_utf8(text, MAX_MESSAGE_BYTES).split("\n"))
 
 
-def exception_stacktrace(exc: BaseException) -> str:
+def exception_stacktrace(exc: BaseException, message: str | None = None) -> str:
     """The exception's formatted stack trace (see ``format_exception``), at most ``MAX_STACKTRACE_BYTES``.
 
     A longer trace keeps its beginning and, larger, its end (the innermost frames and the raised exception).
+
+    Args:
+        exc: The exception.
+        message: Its ``exception_message``, when the caller has it already.
     """
-    return _cut_middle_utf8(format_exception(exc), MAX_STACKTRACE_BYTES)
+    try:
+        text = _format_chain(exc, message)
+    except Exception:
+        text = format_exception(exc)
+    return _cut_middle_utf8(text, MAX_STACKTRACE_BYTES)
 
 
 def exception_event(exc: BaseException, message: str | None = None) -> dict[str, Any]:
@@ -400,8 +431,10 @@ def exception_event(exc: BaseException, message: str | None = None) -> dict[str,
         exc: The exception.
         message: Its ``exception_message``, when the caller has it already.
     """
+    if message is None:
+        message = exception_message(exc)
     return {
         "exception.type": error_type(exc),
-        "exception.message": exception_message(exc) if message is None else message,
-        "exception.stacktrace": exception_stacktrace(exc),
+        "exception.message": message,
+        "exception.stacktrace": exception_stacktrace(exc, message),
     }
