@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Json, ValidationError, field_validator
 
 from batchlens._telemetry._errors import (
@@ -207,6 +209,23 @@ def test_every_exception_of_a_chain_is_bounded_and_the_trace_keeps_head_and_tail
     assert stacktrace.startswith("Traceback (most recent call last):\n")
     assert "bytes in all, the middle omitted" in stacktrace
     assert stacktrace.splitlines()[-1].startswith("RuntimeError: level 9 yyy")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(st.characters(exclude_categories=()), max_size=3000),
+    repeat=st.integers(min_value=1, max_value=5),
+)
+def test_any_text_gives_valid_utf8_within_the_bounds(text, repeat):
+    """Whatever the characters (surrogates included) and length, the texts encode and respect the byte bounds."""
+    exc = raised(ValueError(text * repeat))
+    exc.add_note(text)
+
+    message = exception_message(exc)
+    stacktrace = exception_stacktrace(exc)
+
+    assert len(message.encode("utf-8")) <= MAX_MESSAGE_BYTES
+    assert len(stacktrace.encode("utf-8")) <= MAX_STACKTRACE_BYTES
 
 
 def test_lone_surrogates_become_question_marks():

@@ -120,7 +120,7 @@ def _find_validation_kind(cls: type) -> str | None:
         name = kind.__name__
         if name == "ValidationError":
             module = kind.__module__
-            if module.startswith(("pydantic", "pydantic_core")):
+            if module.startswith("pydantic"):  # pydantic, pydantic_core, pydantic.v1
                 return "pydantic"
             if module.startswith("jsonschema"):
                 return "jsonschema"
