@@ -12,10 +12,11 @@ import os
 import sys
 import threading
 import warnings
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
-from types import CoroutineType
+from types import CoroutineType, FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from batchlens._config import Telemetry
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["BasePartialProcessor"]
 
 _BOOKKEEPING_LOCK = threading.Lock()
+_CO_VARARGS = 0x04  # inspect.CO_VARARGS, without importing inspect at cold start
+_CO_VARKEYWORDS = 0x08  # inspect.CO_VARKEYWORDS
 
 
 class _Escaped:
@@ -126,6 +129,44 @@ def _accepts_lambda_context(handler: Callable[..., Any]) -> bool:
         return False
 
 
+def _code_parameters(function: Any) -> tuple[str, ...] | None:
+    """The parameter names of a plain Python function, read off its code object; ``None`` when its signature
+    could differ from them (not a plain function, or one with attributes, such as ``__wrapped__``)."""
+    if type(function) is not FunctionType or function.__dict__:
+        return None
+    code = function.__code__
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)
+    return code.co_varnames[:count]
+
+
+def _handler_accepts_lambda_context(handler: Any, cache: weakref.WeakKeyDictionary[Any, bool]) -> bool:
+    """Whether ``handler`` takes a ``lambda_context`` parameter.
+
+    Plain functions and methods are answered from their code object, with nothing kept: a handler defined inside
+    the Lambda handler is a new closure every invocation, holding that invocation's event. Other callables are
+    cached weakly, so the cache never keeps a handler (or what it holds) alive past its invocation.
+    """
+    if type(handler) is MethodType:
+        names = _code_parameters(handler.__func__)
+        if names is not None:
+            return "lambda_context" in names[1:]
+    else:
+        names = _code_parameters(handler)
+        if names is not None:
+            return "lambda_context" in names
+    try:
+        return cache[handler]
+    except (KeyError, TypeError):
+        pass
+    accepts = _accepts_lambda_context(handler)
+    try:
+        cache[handler] = accepts
+    except TypeError:
+        pass  # neither hashable nor weakly referenceable: asked again next time
+    return accepts
+
+
 def _build_observer(telemetry: Telemetry) -> ObserverChain | None:
     if not telemetry.enabled:
         return None
@@ -165,7 +206,8 @@ class BasePartialProcessor(ABC):
         self.logger = logger
         self._telemetry = Telemetry.from_env() if telemetry is None else telemetry
         self._observer = _build_observer(self._telemetry)
-        self._signature_cache: dict[Any, bool] = {}
+        # weak: never keeps a handler alive (see _handler_accepts_lambda_context)
+        self._signature_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
     @property
     def telemetry(self) -> Telemetry:
@@ -205,16 +247,8 @@ class BasePartialProcessor(ABC):
             self.lambda_context = lambda_context
             cache = getattr(self, "_signature_cache", None)
             if cache is None:
-                cache = self._signature_cache = {}
-            try:
-                accepts = cache[handler]
-            except (KeyError, TypeError):
-                accepts = _accepts_lambda_context(handler)
-                try:
-                    cache[handler] = accepts
-                except TypeError:
-                    pass
-            self._handler_accepts_lambda_context = accepts
+                cache = self._signature_cache = weakref.WeakKeyDictionary()
+            self._handler_accepts_lambda_context = _handler_accepts_lambda_context(handler, cache)
         return self
 
     def __enter__(self) -> BasePartialProcessor:
