@@ -116,6 +116,11 @@ async def _gather_contained(awaitables: list[Awaitable[Any]]) -> list[Any] | _Es
     return results
 
 
+def _unprintable(exc: BaseException | None) -> str:
+    """The placeholder message of an exception whose ``__str__`` raises: it names the class."""
+    return f"<{type(exc).__qualname__}: str() failed>"
+
+
 def _handler_name(handler: Any) -> str:
     return getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) or repr(handler)
 
@@ -332,7 +337,11 @@ class BasePartialProcessor(ABC):
 
     def failure_handler(self, record: Any, exception: ExceptionInfo) -> FailureResponse:
         """Keep track of a record that failed; return ``("fail", "<class 'X'>:message", record)``."""
-        entry = ("fail", f"{exception[0]}:{exception[1]}", record)
+        try:
+            entry = ("fail", f"{exception[0]}:{exception[1]}", record)
+        except Exception:
+            # an exception whose __str__ raises fails its record, not the batch (Powertools raises here)
+            entry = ("fail", f"{exception[0]}:{_unprintable(exception[1])}", record)
         if self.logger is not None and exception[0] is not None and exception[1] is not None and exception[2]:
             self.logger.warning("Record processing exception; skipping this record", exc_info=exception[1])
         # one lock for the pair: worker threads (max_workers > 1) must not interleave them, or the
@@ -438,15 +447,21 @@ class BasePartialProcessor(ABC):
         return entry
 
     def _restore_input_order(self, entries: list[Any]) -> None:
-        """Put ``fail_messages``/``exceptions`` back in input order after concurrent processing."""
+        """Put ``success_messages`` and ``fail_messages``/``exceptions`` back in input order after concurrent
+        processing (records finish in any order; ``entries`` are in input order)."""
+        successes = self.success_messages
         fails = self.fail_messages
-        if len(fails) < 2 or len(fails) != len(self.exceptions):
+        sort_fails = len(fails) > 1 and len(fails) == len(self.exceptions)
+        if len(successes) < 2 and not sort_fails:
             return
         position = {id(e[2]): i for i, e in enumerate(entries) if isinstance(e, tuple) and len(e) == 3}
         end = len(entries)
-        paired = sorted(zip(fails, self.exceptions, strict=True), key=lambda p: position.get(id(p[0]), end))
-        self.fail_messages[:] = [p[0] for p in paired]
-        self.exceptions[:] = [p[1] for p in paired]
+        if len(successes) > 1:
+            successes.sort(key=lambda record: position.get(id(record), end))
+        if sort_fails:
+            paired = sorted(zip(fails, self.exceptions, strict=True), key=lambda p: position.get(id(p[0]), end))
+            fails[:] = [p[0] for p in paired]
+            self.exceptions[:] = [p[1] for p in paired]
 
     def flush_telemetry(self, timeout_millis: int = 2000) -> None:
         """Export buffered telemetry now (tracer/meter providers, Sentry), within ``timeout_millis``."""

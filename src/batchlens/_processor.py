@@ -9,6 +9,7 @@ strategy objects (see ``_sources``).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -83,6 +84,7 @@ class BasePartialBatchProcessor(BasePartialProcessor):
         self._stop_on_first_failure = False
         self._stopped = False
         self._deadline_remaining: int | None = None
+        self._deadline_off = False
         super().__init__(logger=logger, telemetry=telemetry)
 
     def response(self) -> PartialItemFailureResponse:
@@ -96,6 +98,7 @@ class BasePartialBatchProcessor(BasePartialProcessor):
         self.batch_response = {"batchItemFailures": []}
         self._stopped = False
         self._deadline_remaining = None
+        self._deadline_off = False
 
     def _clean(self) -> None:
         if not self.fail_messages:
@@ -158,15 +161,21 @@ class BasePartialBatchProcessor(BasePartialProcessor):
         if self._stopped:
             return (StreamCircuitBreakerError, StreamCircuitBreakerError("A previous record failed processing"), None)
         margin = self.deadline_margin_ms
-        if margin is None or self._context is None:
+        if margin is None or self._context is None or self._deadline_off:
             return None
         if self._deadline_remaining is None:
             try:
                 value = self._context.get_remaining_time_in_millis()
             except Exception:
                 value = None
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                # a context without a usable clock (a test double, say) disables the guard, never processing
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value))
+            ):
+                # a context without a usable clock (a test double, say, or one answering NaN or an infinity)
+                # turns the guard off for this batch; it never stops processing
+                self._deadline_off = True
                 return None
             remaining = int(value)
             if remaining >= margin:
