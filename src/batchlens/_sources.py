@@ -282,6 +282,16 @@ class _KafkaSource(Source):
             from batchlens.exceptions import UnexpectedBatchTypeError
 
             raise UnexpectedBatchTypeError(_KAFKA_TYPE_ERROR)
+        for partition, records in grouped.items():
+            if not isinstance(records, list):
+                # iterated, a mapping would yield its keys as "records": bogus successes, the real record never
+                # run. Raising before any record runs lets Lambda retry the whole batch: nothing is lost.
+                from batchlens.exceptions import UnexpectedBatchTypeError
+
+                raise UnexpectedBatchTypeError(
+                    f"Invalid Kafka event structure: partition {str(partition)[:200]!r} holds "
+                    f"{type(records).__name__}, not a list of records."
+                )
         return [record for records in grouped.values() for record in records]
 
     def identifier(self, raw: Any) -> Any:

@@ -250,15 +250,44 @@ def _default_processor(kind: str | None, event_type: Any, event: Any, handler: A
     return "async" if is_async else "sync"
 
 
+_MAX_INT_DIGITS = 4300  # CPython's default int_max_str_digits, enforced the same on every Python version
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > _MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits} digits (at most {_MAX_INT_DIGITS})")
+    return int(text)
+
+
 def _read_event(path: str) -> Any:
+    """The event JSON of ``path`` (``-``: stdin); anything unreadable is ``BadInput`` (exit 2, one line)."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            data: str | bytes = stream.read() if stream is not None else sys.stdin.read()
+        else:
+            data = Path(path).read_bytes()
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
     except OSError as exc:
         raise BadInput(f"cannot read event file {path!r}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"event file {path!r} is not UTF-8 (invalid byte at offset {exc.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise BadInput(f"event file {path!r} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError:
+        raise BadInput(f"event file {path!r} is not usable JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise BadInput(f"event file {path!r} is not usable JSON: {_first_line(exc)}") from None
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of ``error``'s message, bounded (the class name when it has none)."""
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _configure_stderr_logging() -> None:
@@ -303,11 +332,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         response = run(event, handler, processor, lambda_context())
     except batchlens.BatchProcessingError as error:
         if isinstance(error, batchlens.UnexpectedBatchTypeError):
-            raise BadInput(str(error).splitlines()[0]) from error
-        print(f"batchlens: the whole batch failed: {str(error).splitlines()[0]}", file=sys.stderr)
+            raise BadInput(_first_line(error)) from error
+        print(f"batchlens: the whole batch failed: {_first_line(error)}", file=sys.stderr)
         return EXIT_BATCH_FAILED
     except ValueError as error:
-        raise BadInput(str(error).splitlines()[0]) from error
+        raise BadInput(_first_line(error)) from error
     print(json.dumps(response), file=out)
     failures = len(response["batchItemFailures"])
     size = len(processor.records)
