@@ -1,4 +1,5 @@
-"""Tests for the SAM templates in examples/sam: they pass cfn-lint and configure partial batch responses and DLQs."""
+"""Tests for the SAM templates in examples/sam: they pass cfn-lint, configure partial batch responses and DLQs, and
+the telemetry templates' function, run locally with the template's environment, emits EMF lines or OTLP spans."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ STREAM_TEMPLATES = {
     "kinesis_batch_processing.yaml": ("Kinesis", "AWS::Kinesis::Stream"),
     "dynamodb_batch_processing.yaml": ("DynamoDB", "AWS::DynamoDB::Table"),
 }
-SQS_TEMPLATES = ["sqs_batch_processing.yaml", "custom_partial_processor_dynamodb_table.yaml"]
+TELEMETRY_TEMPLATES = ["sqs_emf_telemetry.yaml", "sqs_adot_telemetry.yaml"]
+SQS_TEMPLATES = ["sqs_batch_processing.yaml", "custom_partial_processor_dynamodb_table.yaml", *TELEMETRY_TEMPLATES]
 ALL_TEMPLATES = sorted([*STREAM_TEMPLATES, *SQS_TEMPLATES])
 
 
