@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from batchlens._dashboard_export import DEFAULT_NAMESPACE
+
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
 OVERVIEW = DASHBOARDS / "batchlens-overview.json"
@@ -582,3 +584,73 @@ def test_dashboards_list_names_both_formats(capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     names = [line.split("\t")[0] for line in out.splitlines()]
     assert names == ["batchlens-overview.json", "cloudwatch/batchlens-overview.json"]
+
+
+# -- the CloudWatch dashboard against the real EMF exporter -------------------------------------------------------------
+def emf_documents(text: str) -> list[dict[str, Any]]:
+    """The EMF documents among the lines of ``text`` (JSON objects with an ``_aws`` key)."""
+    documents = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            document = json.loads(line)
+            if "_aws" in document:
+                documents.append(document)
+    return documents
+
+
+def emitted_dimension_sets(documents: list[dict[str, Any]]) -> dict[tuple[str, frozenset[str]], set[str]]:
+    """(metric name, dimension set) -> namespaces, for every metric every directive of every document declares."""
+    emitted: dict[tuple[str, frozenset[str]], set[str]] = {}
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            for dimensions in directive["Dimensions"]:
+                for metric in directive["Metrics"]:
+                    emitted.setdefault((metric["Name"], frozenset(dimensions)), set()).add(directive["Namespace"])
+    return emitted
+
+
+def run_batches_through_emf(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """SQS and Kinesis batches with successes, two error types and redeliveries through configure(metrics="emf")."""
+    pytest.importorskip("opentelemetry.sdk")
+    from batchlens import BatchProcessor, EventType, Telemetry, process_partial_response
+    from batchlens.exceptions import BatchProcessingError
+    from batchlens.telemetry import configure
+    from batchlens.testing import kinesis_event, sqs_event
+
+    def handler(record: Any) -> str:
+        payload = record.kinesis.data_as_json() if hasattr(record, "kinesis") else json.loads(record.body)
+        if payload.get("raise") == "value":
+            raise ValueError("bad order")
+        if payload.get("raise") == "key":
+            raise KeyError("order_id")
+        return "ok"
+
+    handle = configure(service_name="dashboard-check", traces="none", metrics="emf", logs="none", set_global=False)
+    telemetry = Telemetry(meter_provider=handle.meter_provider, tracing=False, logging=False)
+    sqs = BatchProcessor(event_type=EventType.SQS, telemetry=telemetry)
+    kinesis = BatchProcessor(event_type=EventType.KinesisDataStreams, telemetry=telemetry)
+    capsys.readouterr()
+    try:
+        event = sqs_event([{"n": 1}, {"raise": "value"}, {"raise": "key"}, {"n": 4}], queue="orders", seed=1)
+        event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
+        process_partial_response(event, handler, sqs)
+        process_partial_response(sqs_event([{"n": 1}], queue="orders", seed=2), handler, sqs)
+        with pytest.raises(BatchProcessingError):
+            process_partial_response(sqs_event([{"raise": "value"}], queue="refunds", seed=3), handler, sqs)
+        process_partial_response(kinesis_event([{"n": 1}, {"n": 2}], stream="clicks", seed=4), handler, kinesis)
+        assert handle.flush(timeout_millis=10_000)
+        return emf_documents(capsys.readouterr().out)
+    finally:
+        handle.shutdown()
+
+
+def test_cloudwatch_dashboard_reads_what_the_emf_exporter_writes(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every metric name and dimension set of the CloudWatch dashboard is one the real EMF exporter emits."""
+    documents = run_batches_through_emf(capsys)
+    assert documents
+    emitted = emitted_dimension_sets(documents)
+    missing = cloudwatch_references() - set(emitted)
+    assert not missing, (missing, sorted(emitted, key=str))
+    assert {namespace for namespaces in emitted.values() for namespace in namespaces} == {DEFAULT_NAMESPACE}
+    # and the contract model the structural test uses is what the exporter does
+    assert set(emitted) == contract_dimension_sets()

@@ -449,5 +449,61 @@ def test_adot_function_sends_spans_and_delta_metrics_to_the_collector(tmp_path: 
     assert metrics["messaging.process.duration"].histogram.aggregation_temporality == delta
 
 
+def emf_values(value: Any) -> tuple[float, float]:
+    """(number of samples, their sum) of one EMF metric value: a number, an array, or a Values/Counts distribution."""
+    if isinstance(value, dict):
+        return float(value["Count"]), float(value["Sum"])
+    if isinstance(value, list):
+        return float(len(value)), float(sum(value))
+    return 1.0, float(value)
+
+
+def test_emf_function_writes_valid_emf_lines_that_add_up(tmp_path: Path) -> None:
+    """With the EMF template's environment the invocation prints EMF documents that validate and count the batch."""
+    jsonschema = pytest.importorskip("jsonschema")
+    if not EMF_SCHEMA.exists():
+        pytest.skip("tests/schemas/emf.schema.json is not in this tree")
+    validator = jsonschema.Draft202012Validator(json.loads(EMF_SCHEMA.read_text()))
+    response, lines, event = run_function("sqs_emf_telemetry.yaml", tmp_path)
+    assert response == {"batchItemFailures": expected_failures(event)}
+
+    documents = []
+    for line in lines:
+        document = json.loads(line)  # every stdout line is one JSON object: EMF documents and log lines
+        if "_aws" in document:
+            errors = sorted(validator.iter_errors(document), key=str)
+            assert not errors, [e.message for e in errors]
+            documents.append(document)
+        else:
+            assert "event" in document, document  # a structlog line (configure(logs="json") in Lambda)
+            assert "spanId" not in document and "context" not in document  # no spans: OTEL_TRACES_EXPORTER=none
+    assert documents
+
+    namespace = template_environment("sqs_emf_telemetry.yaml")["BATCHLENS_EMF_NAMESPACE"]
+    totals: dict[tuple[str, frozenset[tuple[str, str]]], list[float]] = {}
+    for document in documents:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == namespace
+            for metric in directive["Metrics"]:
+                for dimensions in directive["Dimensions"]:
+                    key = (metric["Name"], frozenset((d, str(document[d])) for d in dimensions))
+                    count, total = emf_values(document[metric["Name"]])
+                    entry = totals.setdefault(key, [0.0, 0.0])
+                    entry[0] += count
+                    entry[1] += total
+    queue = {("messaging.system", "aws_sqs"), ("messaging.destination.name", QUEUE)}
+
+    def total(metric: str, *extra: tuple[str, str]) -> list[float]:
+        return totals.get((metric, frozenset(queue | set(extra))), [0.0, 0.0])
+
+    assert total("messaging.client.consumed.messages")[1] == 4
+    assert total("batchlens.records.failed")[1] == 2
+    assert total("batchlens.records.failed", ("error.type", "app.PaymentDeclined"))[1] == 1
+    assert total("batchlens.records.redelivered")[1] == 1
+    assert total("messaging.process.duration")[0] == 4  # one sample per record
+    assert total("batchlens.batch.oldest_record_age")[0] == 1  # one sample per batch
+    assert total("batchlens.batch.size", ("batchlens.batch.outcome", "partial_failure")) == [1, 4]
+
+
 if __name__ == "__main__":
     _invoke_handler(*sys.argv[1:4])
