@@ -412,7 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     dash_sub.add_parser("list", help="list the bundled dashboards").set_defaults(func=cmd_dashboards)
     export = dash_sub.add_parser("export", help="write the dashboards' JSON files into DIR")
     export.add_argument("directory", metavar="DIR")
-    export.add_argument("--format", choices=("grafana", "cloudwatch"), default="grafana", help="default grafana")
+    export.add_argument(
+        "--format",
+        choices=("grafana", "cloudwatch"),
+        default="grafana",
+        help="grafana (default): the Grafana JSON as is; cloudwatch: the CloudWatch body for NAMESPACE and REGION",
+    )
     export.add_argument("--namespace", help="CloudWatch metric namespace (default: BATCHLENS_EMF_NAMESPACE, batchlens)")
     export.add_argument("--region", help="CloudWatch dashboard region (default: AWS_REGION, AWS_DEFAULT_REGION)")
     export.set_defaults(func=cmd_dashboards)
