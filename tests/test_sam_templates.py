@@ -7,6 +7,7 @@ import copy
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -373,6 +374,19 @@ def test_template_environment_resolves_parameters() -> None:
     assert env["BATCHLENS_EMF_NAMESPACE"] == "batchlens"
     assert "OTEL_METRICS_EXPORTER" not in env
     assert env["OTEL_SERVICE_NAME"] == "orders-consumer"
+
+
+def test_emf_template_creates_the_bundled_cloudwatch_dashboard() -> None:
+    """The EMF stack's dashboard is dashboards/cloudwatch/batchlens-overview.json, filled by Fn::Sub for the stack."""
+    template = load("sqs_emf_telemetry.yaml")
+    (dashboard,) = resources_of_type(template, "AWS::CloudWatch::Dashboard").values()
+    body, variables = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    bundled = (ROOT / "dashboards" / "cloudwatch" / "batchlens-overview.json").read_text(encoding="utf-8")
+    assert json.loads(body) == json.loads(bundled)
+    assert variables == {"Namespace": {"Ref": "MetricsNamespace"}, "Region": {"Ref": "AWS::Region"}}
+    assert set(re.findall(r"\$\{([^}]*)\}", body)) == set(variables)  # nothing else for Fn::Sub to resolve
+    env = template_environment("sqs_emf_telemetry.yaml")
+    assert env["BATCHLENS_EMF_NAMESPACE"] == template["Parameters"]["MetricsNamespace"]["Default"]
 
 
 def test_adot_template_points_the_layer_at_the_shipped_collector_config() -> None:
