@@ -161,6 +161,15 @@ def test_cloudwatch_dashboard_reads_only_contract_dimension_sets() -> None:
     assert {metric for metric, _ in references} == set(CONTRACT_ATTRIBUTE_SETS)
 
 
+def test_dimension_model_rejects_sets_the_exporter_never_writes() -> None:
+    """Dimension sets without the destination, or consumed messages by error type, are not in the model."""
+    base = {"messaging.system", "messaging.destination.name"}
+    emitted = contract_dimension_sets()
+    assert ("batchlens.records.failed", frozenset({"messaging.system", "error.type"})) not in emitted
+    assert ("messaging.client.consumed.messages", frozenset(base | {"error.type"})) not in emitted
+    assert ("batchlens.records.failed", frozenset(base)) in emitted  # the roll-up
+
+
 # -- the `dashboards export` command ------------------------------------------------------------------------------------
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     from batchlens.cli import main
