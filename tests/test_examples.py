@@ -567,9 +567,9 @@ def test_dashboards_script_serves_the_dashboard_metrics_on_prometheus() -> None:
     series = [line.rsplit(" ", 1)[0] for line in result.stdout.splitlines() if "{" in line]
     names = {s.split("{", 1)[0] for s in series}
     assert {
-        "batchlens_records_succeeded_total",
+        "messaging_client_consumed_messages_total",
         "batchlens_records_failed_total",
-        "batchlens_batches_total",
+        "batchlens_batch_size_count",
         "messaging_process_duration_seconds_count",
     } <= names
     assert len(series) == len(set(series)), "duplicate series in one scrape (Prometheus rejects those)"
