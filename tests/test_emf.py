@@ -404,3 +404,14 @@ def test_configure_emf_starts_no_thread_and_writes_at_flush(capsys: pytest.Captu
         assert validate(line)["app.c"] == 3
     finally:
         handle.shutdown()
+
+
+def test_dimension_values_are_non_empty_and_bounded(pipeline: Pipeline) -> None:
+    """An empty attribute is not a dimension, and a value is cut to CloudWatch's 1024 characters."""
+    counter = pipeline.provider.get_meter("app").create_counter("app.c")
+    counter.add(1, {"messaging.system": "aws_sqs", "messaging.destination.name": "", "error.type": "E" * 2000})
+
+    (document,) = pipeline.flush()
+
+    assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0] == ["messaging.system", "error.type"]
+    assert document["error.type"] == "E" * 1024

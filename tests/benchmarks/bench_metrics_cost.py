@@ -19,8 +19,10 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-CASES = {"1 record": (1, 0), "10 records": (10, 0), "10 records, 1 failed": (10, 1)}
+CASES = {"1 record": (1, 0), "10 records": (10, 0), "10 records, 1 failed": (10, 1), "floor, 1 record": (1, -1)}
+"""name -> (records, failed records); -1 failed: the floor, the four SDK calls of a 1-record batch and nothing else."""
 
 
 def run_case(size: int, failures: int, batches: int, prepare: int) -> None:
@@ -35,6 +37,9 @@ def run_case(size: int, failures: int, batches: int, prepare: int) -> None:
     from batchlens.testing import sqs_event
 
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    if failures < 0:
+        run_floor(provider, batches)
+        return
     observer = MetricsObserver(Telemetry(meter_provider=provider, tracing=False, logging=False))
     records = sqs_event(count=size, queue="orders", seed=1)["Records"]
 
@@ -57,6 +62,26 @@ def run_case(size: int, failures: int, batches: int, prepare: int) -> None:
     for info in warm + prepared[:batches]:
         observer.batch_start(info)
         observer.batch_end(info)
+
+
+def run_floor(provider: Any, batches: int) -> None:
+    """The instrument calls a 1-record successful batch makes, with prepared attributes: what no code can avoid."""
+    from opentelemetry import trace
+
+    meter = provider.get_meter("batchlens")
+    age = meter.create_histogram("batchlens.batch.oldest_record_age", unit="s")
+    duration = meter.create_histogram("messaging.process.duration", unit="s")
+    consumed = meter.create_counter("messaging.client.consumed.messages", unit="{message}")
+    size = meter.create_histogram("batchlens.batch.size", unit="{record}")
+    context = trace.set_span_in_context(trace.INVALID_SPAN)
+    batch = {"messaging.system": "aws_sqs", "messaging.destination.name": "orders"}
+    process = {**batch, "messaging.operation.name": "process"}
+    outcome = {**batch, "batchlens.batch.outcome": "success"}
+    for _ in range(20 + batches):
+        age.record(1.0, batch, context=context)
+        duration.record(0.00025, process, context=context)
+        consumed.add(1, process)
+        size.record(1, outcome, context=context)
 
 
 def _count(valgrind: str, size: int, failures: int, batches: int, prepare: int) -> int:

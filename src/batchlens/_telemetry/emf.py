@@ -95,6 +95,7 @@ MAX_METRICS_PER_DIRECTIVE = 100
 MAX_VALUES_PER_ARRAY = 100
 MAX_DIMENSIONS = 30
 MAX_EVENT_BYTES = 256 * 1024
+MAX_DIMENSION_VALUE_CHARS = 1024
 
 _UNITS = {
     "s": "Seconds",
@@ -181,6 +182,18 @@ class _Distribution:
         return parts
 
 
+def _dimensions(attributes: Any, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(key, value) of the dimension attributes present; CloudWatch values are 1-1024 characters."""
+    found = []
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None:
+            text = str(value)[:MAX_DIMENSION_VALUE_CHARS]
+            if text:
+                found.append((key, text))
+    return tuple(found)
+
+
 def _value_object(
     values: list[float], counts: list[int], count: int, total: float, low: float, high: float
 ) -> dict[str, Any]:
@@ -264,7 +277,7 @@ class EmfMetricExporter(MetricExporter):
                     unit = cloudwatch_unit(metric.unit)
                     for point in data.data_points:
                         attributes = point.attributes or {}
-                        dims = tuple((k, str(attributes[k])) for k in keys if k in attributes)
+                        dims = _dimensions(attributes, keys)
                         stamp, members = groups.setdefault(dims, ([0], {}))
                         stamp[0] = max(stamp[0], point.time_unix_nano // 1_000_000)
                         entry = members.get(metric.name)
