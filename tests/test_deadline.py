@@ -386,8 +386,12 @@ def test_skipped_records_are_logged_traced_and_counted(mode: str) -> None:
             assert spans[mid].attributes["error.type"] == "batchlens.exceptions.DeadlineExceededError"
             assert spans[mid].name == "process jobs"
 
-        assert captured.counter("batchlens.records.failed", error__type="DeadlineExceededError") == len(skipped)
-        assert captured.counter("batchlens.records.succeeded") == len(ran)
+        assert captured.counter(
+            "batchlens.records.failed", error__type="batchlens.exceptions.DeadlineExceededError"
+        ) == len(skipped)
+        assert captured.counter("messaging.client.consumed.messages") - captured.counter(
+            "batchlens.records.failed"
+        ) == len(ran)
 
 
 def test_async_unlimited_starts_everything_at_once() -> None:

@@ -179,7 +179,7 @@ def test_unknown_values_raise_a_clear_value_error(
 
 def test_unknown_exporter_message_lists_accepted_values() -> None:
     """The ValueError for an exporter name lists every accepted name."""
-    with pytest.raises(ValueError, match="accepted values: otlp, prometheus, console, none"):
+    with pytest.raises(ValueError, match="accepted values: emf, otlp, prometheus, console, none"):
         configure(metrics="influx", set_global=False)
 
 

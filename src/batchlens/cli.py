@@ -373,26 +373,29 @@ def dashboards_dir() -> Path:
 
 
 def cmd_dashboards(args: argparse.Namespace, out: TextIO) -> int:
-    """List or export the bundled Grafana dashboards."""
+    """List or export the bundled dashboards (Grafana files as they are, CloudWatch rendered for NS and region)."""
+    import os
+
+    from batchlens import _dashboard_export
+
     folder = dashboards_dir()
-    files = sorted(folder.glob("*.json"))
     if args.action == "list":
-        for path in files:
-            try:
-                title = json.loads(path.read_text(encoding="utf-8")).get("title", "")
-            except (OSError, json.JSONDecodeError):
-                title = ""
-            print(f"{path.name}\t{title}", file=out)
+        for name, title in _dashboard_export.listing(folder):
+            print(f"{name}\t{title}", file=out)
         return EXIT_OK
     target = Path(args.directory)
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        for path in files:
-            (target / path.name).write_bytes(path.read_bytes())
+        namespace = args.namespace
+        if namespace is None:
+            namespace = os.environ.get("BATCHLENS_EMF_NAMESPACE") or _dashboard_export.DEFAULT_NAMESPACE
+        written = _dashboard_export.export(folder, target, args.format, namespace, region)
+    except ValueError as problem:
+        raise BadInput(str(problem)) from problem
     except OSError as exc:
         raise BadInput(f"cannot write to {str(target)!r}: {exc.strerror or exc}") from exc
-    for path in files:
-        print(str(target / path.name), file=out)
+    for path in written:
+        print(str(path), file=out)
     return EXIT_OK
 
 
@@ -432,12 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--seed", type=int, default=None, help="random seed for a repeatable event")
     events.set_defaults(func=cmd_events)
 
-    dashboards = sub.add_parser("dashboards", help="list or export the bundled Grafana dashboards")
+    dashboards = sub.add_parser("dashboards", help="list or export the bundled Grafana and CloudWatch dashboards")
     dash_sub = dashboards.add_subparsers(dest="action", metavar="ACTION")
     dash_sub.required = True
     dash_sub.add_parser("list", help="list the bundled dashboards").set_defaults(func=cmd_dashboards)
-    export = dash_sub.add_parser("export", help="copy the dashboards' JSON files into DIR")
+    export = dash_sub.add_parser("export", help="write the dashboards' JSON files into DIR")
     export.add_argument("directory", metavar="DIR")
+    export.add_argument(
+        "--format",
+        choices=("grafana", "cloudwatch"),
+        default="grafana",
+        help="grafana (default): the Grafana JSON as is; cloudwatch: the CloudWatch body for NAMESPACE and REGION",
+    )
+    export.add_argument("--namespace", help="CloudWatch metric namespace (default: BATCHLENS_EMF_NAMESPACE, batchlens)")
+    export.add_argument("--region", help="CloudWatch dashboard region (default: AWS_REGION, AWS_DEFAULT_REGION)")
     export.set_defaults(func=cmd_dashboards)
     return parser
 

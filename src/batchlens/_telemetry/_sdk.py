@@ -6,6 +6,7 @@ Every function imports the OpenTelemetry SDK lazily, so importing this module co
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,12 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
 
     if name == "console":
         return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
+    if name == "emf":
+        from batchlens._telemetry.emf import EmfMetricExporter
+
+        # An infinite interval starts no thread: documents are written at each flush (force_flush before the
+        # sandbox freezes, handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
+        return PeriodicExportingMetricReader(EmfMetricExporter(), export_interval_millis=math.inf)
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
     return PeriodicExportingMetricReader(cls())
 
