@@ -23,7 +23,7 @@ import structlog
 
 from batchlens._observer import SKIPPED, noop_hook
 from batchlens._telemetry._errors import error_type
-from batchlens._telemetry._log_render import MillisecondTimeStamper, json_serializer, render_exception
+from batchlens._telemetry._log_lambda import JsonLinesLogger
 from batchlens._telemetry._log_stdlib import (
     StdlibMethod,
     enabled,
@@ -134,7 +134,7 @@ class LoggingObserver:
         self._lambda_level = _lambda_log_level(os.environ.get("AWS_LAMBDA_LOG_LEVEL"))
         self._lambda_json = lambda_json_format()
         self._output = telemetry.log_output
-        self._private: Any = None
+        self._private: JsonLinesLogger | None = None
         self._private_stream: Any = None
 
     def _methods(self) -> tuple[Any, Any, Any]:
@@ -148,43 +148,22 @@ class LoggingObserver:
             for level in (self._success_level, logging.ERROR, logging.INFO):
                 methods.append(StdlibMethod(own, target, level) if enabled(own, target, level) else None)
             return methods[0], methods[1], methods[2]
-        logger = self._logger()
+        if self._in_lambda and not structlog.is_configured():
+            private = self._private_logger()
+            return private.method(self._success_level), private.method(logging.ERROR), private.method(logging.INFO)
+        logger = structlog.get_logger(LOGGER_NAME).bind()
         success = getattr(logger, self._success_method) if _enabled(logger, self._success_level) else None
         failure = logger.error if _enabled(logger, logging.ERROR) else None
         info = logger.info if _enabled(logger, logging.INFO) else None
         return success, failure, info
 
-    def _logger(self) -> Any:
-        if self._in_lambda and not structlog.is_configured():
-            return self._private_logger()
-        return structlog.get_logger(LOGGER_NAME).bind()
-
-    def _private_logger(self) -> Any:
+    def _private_logger(self) -> JsonLinesLogger:
         stream = sys.stdout
-        if self._private is None or self._private_stream is not stream:
-            # structlog's fast path: bytes straight to the stream's buffer (orjson when installed), the timestamp
-            # formatted once per millisecond, tracebacks as bounded text without frame locals
-            buffer = getattr(stream, "buffer", None)
-            if buffer is not None:
-                output: Any = structlog.BytesLogger(buffer)
-                renderer = structlog.processors.JSONRenderer(serializer=json_serializer())
-            else:  # a text-only stream (a test harness's StringIO)
-                output = structlog.PrintLogger(stream)
-                renderer = structlog.processors.JSONRenderer()
-            processors: list[Any] = [
-                structlog.processors.add_log_level,
-                MillisecondTimeStamper(),
-                render_exception,
-                renderer,
-            ]
-            self._private = structlog.wrap_logger(
-                output,
-                processors=processors,
-                wrapper_class=structlog.make_filtering_bound_logger(self._lambda_level),
-                cache_logger_on_first_use=True,
-            ).bind(logger=LOGGER_NAME)
+        private = self._private
+        if private is None or self._private_stream is not stream:
+            private = self._private = JsonLinesLogger(stream, self._lambda_level, LOGGER_NAME)
             self._private_stream = stream
-        return self._private
+        return private
 
     # -- batch -------------------------------------------------------------------------------------------
     def batch_start(self, batch: BatchInfo) -> None:
