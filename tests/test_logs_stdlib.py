@@ -135,6 +135,29 @@ def test_powertools_logger_level_filters_batchlens_entries(telemetry):
     assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["record failed"]
 
 
+def test_powertools_logger_wins_over_the_lambda_json_runtime_handler(
+    telemetry, powertools_stream, root_logging, monkeypatch
+):
+    """Under Lambda's JSON format a Powertools user still gets batchlens' entries in Powertools' shape."""
+    _logger, stream = powertools_stream
+
+    class LambdaLoggerHandler(ListHandler):
+        """Stands in for the runtime's handler (matched by class name)."""
+
+    runtime = LambdaLoggerHandler()
+    root_logging.addHandler(runtime)
+    monkeypatch.setenv("AWS_LAMBDA_LOG_FORMAT", "JSON")
+    processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
+
+    process_partial_response(sqs_event(["ok"], seed=12), handler, processor)
+
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        "record processed",
+        "batch processed",
+    ]
+    assert runtime.records == []
+
+
 # -- plain logging --------------------------------------------------------------------------------------------------
 def test_basic_config_routes_entries_through_the_batchlens_logger(telemetry, root_logging, capsys):
     """With logging.basicConfig and structlog unconfigured, entries are 'batchlens' records with the keys as extras."""

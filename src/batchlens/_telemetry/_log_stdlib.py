@@ -26,19 +26,20 @@ _IGNORED_MODULES = ("_pytest.",)
 _POWERTOOLS_MODULE = "aws_lambda_powertools.logging.logger"
 
 
-def _counts(handler: logging.Handler, lambda_json: bool) -> bool:
+def _counts(handler: logging.Handler) -> bool:
     kind = type(handler)
     if kind.__module__.startswith(_IGNORED_MODULES) or isinstance(handler, logging.NullHandler):
         return False
-    # the runtime's handler formats records as JSON, extras included, only under AWS_LAMBDA_LOG_FORMAT=JSON
-    return lambda_json or not kind.__name__.startswith(_RUNTIME_HANDLERS)
+    # the runtime's handler formats records as JSON (extras included) only under AWS_LAMBDA_LOG_FORMAT=JSON,
+    # which stdlib_logging_detected() checks on its own
+    return not kind.__name__.startswith(_RUNTIME_HANDLERS)
 
 
-def _own_handlers(logger: logging.Logger, lambda_json: bool) -> bool:
+def _own_handlers(logger: logging.Logger) -> bool:
     """Whether a record of ``logger`` reaches a handler the application installed (following propagation)."""
     current: logging.Logger | None = logger
     while current is not None:
-        if any(_counts(h, lambda_json) for h in current.handlers):
+        if any(_counts(h) for h in current.handlers):
             return True
         if not current.propagate:
             return False
@@ -65,7 +66,7 @@ def stdlib_logging_detected(lambda_json: bool) -> bool:
     """Whether the application logs through ``logging``: its handlers, Powertools' Logger or Lambda's JSON format."""
     if lambda_json:
         return True
-    return _own_handlers(logging.getLogger(LOGGER_NAME), False) or powertools_logger() is not None
+    return _own_handlers(logging.getLogger(LOGGER_NAME)) or powertools_logger() is not None
 
 
 def lambda_json_format() -> bool:
@@ -73,7 +74,7 @@ def lambda_json_format() -> bool:
     return os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").strip().upper() == "JSON"
 
 
-def stdlib_target(lambda_json: bool) -> tuple[logging.Logger, logging.Logger]:
+def stdlib_target() -> tuple[logging.Logger, logging.Logger]:
     """(the ``batchlens`` logger, the logger whose handlers get its records).
 
     Records go through the ``batchlens`` logger and its propagation; when nothing there would print them but the
@@ -81,7 +82,9 @@ def stdlib_target(lambda_json: bool) -> tuple[logging.Logger, logging.Logger]:
     ``copy_config_to_registered_loggers`` would arrange.
     """
     own = logging.getLogger(LOGGER_NAME)
-    if not _own_handlers(own, lambda_json):
+    # the runtime's handler does not count here: under Lambda's JSON format a Powertools user still wants
+    # Powertools' shape (service, cold_start, function_request_id) rather than the runtime's
+    if not _own_handlers(own):
         powertools = powertools_logger()
         if powertools is not None:
             return own, powertools
@@ -106,7 +109,15 @@ class StdlibMethod:
         record = self._logger.makeRecord(
             LOGGER_NAME, self._level, LOGGER_NAME, 0, event, (), None, func=LOGGER_NAME, extra=fields
         )
-        self._handler_logger.handle(record)
+        target = self._handler_logger
+        if target is self._logger:
+            target.handle(record)
+        elif target.filter(record):
+            # Powertools' handlers only: propagating from its logger would also reach the Lambda runtime's root
+            # handler, which Powertools keeps quiet for its own records by their name (SuppressFilter), not ours
+            for handler in target.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
 
 
 def enabled(logger: logging.Logger, handler_logger: logging.Logger, level: int) -> bool:

@@ -143,7 +143,7 @@ class LoggingObserver:
         if output == "stdlib" or (
             output == "auto" and not structlog.is_configured() and stdlib_logging_detected(self._lambda_json)
         ):
-            own, target = stdlib_target(self._lambda_json)
+            own, target = stdlib_target()
             methods = []
             for level in (self._success_level, logging.ERROR, logging.INFO):
                 methods.append(StdlibMethod(own, target, level) if enabled(own, target, level) else None)
