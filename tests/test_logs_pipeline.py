@@ -293,3 +293,19 @@ def test_configure_json_output_goes_to_the_stdout_buffer_as_bytes(handles, monke
     structlog.get_logger().info("two")
 
     assert [json.loads(line)["event"] for line in raw.getvalue().splitlines()] == ["one", "two"]
+
+
+def test_configure_json_on_a_text_only_stdout_writes_text(handles, monkeypatch):
+    """A stdout without a bytes buffer (a notebook's stream) still gets JSON lines, as text."""
+    text = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", text)
+    handles.append(configure(service_name="svc", traces="none", metrics="none", logs="json", set_global=False))
+
+    structlog.get_logger().info("one", n=1)
+
+    assert json.loads(text.getvalue()) | {"timestamp": "x"} == {
+        "event": "one",
+        "n": 1,
+        "level": "info",
+        "timestamp": "x",
+    }

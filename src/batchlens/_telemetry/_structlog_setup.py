@@ -27,7 +27,7 @@ def _add_trace_context(_logger: Any, _method: str, event_dict: MutableMapping[st
     return event_dict
 
 
-def _processors(log_format: str) -> list[Any]:
+def _processors(log_format: str, as_bytes: bool) -> list[Any]:
     import structlog
 
     processors: list[Any] = [
@@ -38,7 +38,8 @@ def _processors(log_format: str) -> list[Any]:
         structlog.processors.StackInfoRenderer(),
     ]
     if log_format == "json":
-        processors += [render_exception, structlog.processors.JSONRenderer(serializer=json_serializer())]
+        renderer = structlog.processors.JSONRenderer(serializer=json_serializer()) if as_bytes else None
+        processors += [render_exception, renderer or structlog.processors.JSONRenderer()]
     else:
         # ConsoleRenderer prints a pre-rendered "exception" text as is, instead of its own (Rich) traceback
         processors += [
@@ -70,9 +71,11 @@ def configure_structlog(log_format: str, level: int) -> None:
     # Reuse the list object already configured: loggers cached under an earlier configure() keep a reference to
     # it, and structlog.testing.capture_logs() edits it in place, so they follow this configuration (and a
     # capture) instead of writing through a processor chain nobody can reach any more.
+    # bytes straight to stdout's buffer; a text-only stdout (some notebook and test harness streams) gets text
+    as_bytes = log_format == "json" and getattr(sys.stdout, "buffer", None) is not None
     processors = structlog.get_config()["processors"]
-    processors[:] = _processors(log_format)
-    factory: Any = structlog.BytesLoggerFactory() if log_format == "json" else structlog.PrintLoggerFactory()
+    processors[:] = _processors(log_format, as_bytes)
+    factory: Any = structlog.BytesLoggerFactory() if as_bytes else structlog.PrintLoggerFactory()
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
