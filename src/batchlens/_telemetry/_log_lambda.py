@@ -64,10 +64,6 @@ class JsonLinesLogger:
 
         return emit
 
-    def is_enabled_for(self, level: int) -> bool:
-        """Whether entries of stdlib ``level`` are written."""
-        return level >= self._min_level
-
     def method(self, level: int) -> Callable[..., None] | None:
         """The log method of ``level`` (``method(event, **keys)``), or None when that level is filtered out."""
         if level < self._min_level:

@@ -1,4 +1,4 @@
-"""Structured logs (structlog): one entry per record and a summary per batch; message bodies are never logged.
+"""Structured logs (structlog or ``logging``): an entry per record and a summary per batch, never a message body.
 
 Where entries go is decided at each batch start (``Telemetry.log_output``, ``BATCHLENS_LOG_OUTPUT``):
 
