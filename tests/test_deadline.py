@@ -375,7 +375,7 @@ def test_skipped_records_are_logged_traced_and_counted(mode: str) -> None:
         for mid in skipped:
             assert entries[mid]["event"] == "record failed"
             assert entries[mid]["outcome"] == "skipped"
-            assert entries[mid]["error_type"] == "DeadlineExceededError"
+            assert entries[mid]["error_type"] == "batchlens.exceptions.DeadlineExceededError"
         for mid in ran:
             assert entries[mid]["outcome"] == "success"
 

@@ -267,7 +267,11 @@ def test_short_circuited_records_are_traced_logged_and_counted() -> None:
         entries = {e["record_id"]: e for e in captured.logs if e.get("event") in ("record processed", "record failed")}
         assert [entries[s]["outcome"] for s in seqs] == ["success", "success", "failure", "skipped", "skipped"]
         assert entries[seqs[2]]["error_type"] == "KeyError"
-        assert entries[seqs[3]]["error_type"] == entries[seqs[4]]["error_type"] == "StreamCircuitBreakerError"
+        assert (
+            entries[seqs[3]]["error_type"]
+            == entries[seqs[4]]["error_type"]
+            == "batchlens.exceptions.StreamCircuitBreakerError"
+        )
         assert entries[seqs[4]]["event"] == "record failed"
 
         spans = {s.attributes["messaging.message.id"]: s for s in captured.record_spans()}

@@ -36,6 +36,7 @@ A key matches when, lower-cased and without ``-`` and ``_``, it contains one of 
 """
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 FLUSH_MODES: tuple[str, ...] = ("auto", "always", "never")
+LOG_OUTPUTS: tuple[str, ...] = ("auto", "structlog", "stdlib")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Telemetry:
             falling back to ``SENTRY_DSN``).
         flush: ``auto`` flushes telemetry before returning when a Lambda context is given, ``always`` after
             every batch, ``never`` leaves it to the application (``BATCHLENS_FLUSH``).
+        log_output: Where log entries go when structlog is unconfigured: ``auto`` detects an application that
+            logs through ``logging``, ``structlog`` and ``stdlib`` force one (``BATCHLENS_LOG_OUTPUT``).
         tracer_provider: Tracer provider to use instead of the OpenTelemetry global one.
         meter_provider: Meter provider to use instead of the OpenTelemetry global one.
     """
@@ -76,6 +79,7 @@ class Telemetry:
     sentry: bool = False
     sentry_dsn: str | None = None
     flush: str = "auto"
+    log_output: str = "auto"
     tracer_provider: TracerProvider | None = field(default=None, compare=False)
     meter_provider: MeterProvider | None = field(default=None, compare=False)
 
@@ -87,7 +91,7 @@ class Telemetry:
                 object.__setattr__(self, name, parse_bool(name, value))
             elif not isinstance(value, bool):
                 raise ValueError(f"{name}={value!r} is not valid; expected True or False")
-        for name, choices in (("success_log_level", LOG_LEVELS), ("flush", FLUSH_MODES)):
+        for name, choices in (("success_log_level", LOG_LEVELS), ("flush", FLUSH_MODES), ("log_output", LOG_OUTPUTS)):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; accepted values: {', '.join(choices)}")
         if self.sentry_dsn is not None:
@@ -102,6 +106,10 @@ class Telemetry:
         if flush not in FLUSH_MODES:
             raise ValueError(f"flush={self.flush!r} is not valid; accepted values: {', '.join(FLUSH_MODES)}")
         object.__setattr__(self, "flush", flush)
+        log_output = self.log_output.strip().lower()
+        if log_output not in LOG_OUTPUTS:
+            raise ValueError(f"log_output={self.log_output!r} is not valid; accepted values: {', '.join(LOG_OUTPUTS)}")
+        object.__setattr__(self, "log_output", log_output)
         for name in ("capture_max_bytes_per_record", "capture_max_bytes_per_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -157,6 +165,7 @@ class Telemetry:
             "sentry": env_bool(env, "BATCHLENS_SENTRY_ENABLED", d.sentry),
             "sentry_dsn": env.get("BATCHLENS_SENTRY_DSN", "").strip() or env.get("SENTRY_DSN") or None,
             "flush": env_choice(env, "BATCHLENS_FLUSH", d.flush, FLUSH_MODES),
+            "log_output": env_choice(env, "BATCHLENS_LOG_OUTPUT", d.log_output, LOG_OUTPUTS),
         }
         values.update(overrides)
         return cls(**values)

@@ -293,12 +293,15 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
 def _configure_stderr_logging() -> None:
     import structlog
 
-    # the CLI is the application here, so configuring structlog is ours to do
+    from batchlens._telemetry._log_render import render_exception
+
+    # the CLI is the application here, so configuring structlog is ours to do; tracebacks are bounded text
+    # without frame locals, as in every pipeline batchlens chooses
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.format_exc_info,
+            render_exception,
             structlog.processors.JSONRenderer(),
         ],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
