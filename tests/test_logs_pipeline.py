@@ -158,6 +158,19 @@ def test_application_structlog_receives_the_exception_itself(telemetry):
     assert "exception" not in failed
 
 
+def test_application_structlog_gets_bounded_text_for_a_huge_message(telemetry):
+    """An exception whose own text exceeds the bounds reaches the application's structlog as bounded text only."""
+    with capture_logs() as logs:
+        process_partial_response(
+            sqs_event(["ok", "fail"], seed=6), handler_huge_message, BatchProcessor(EventType.SQS, telemetry=telemetry)
+        )
+
+    (failed,) = [e for e in logs if e["event"] == "record failed"]
+    assert "exc_info" not in failed
+    assert len(failed["error_message"]) == MAX_MESSAGE_CHARS
+    assert len(failed["exception"]) <= MAX_STACKTRACE_CHARS
+
+
 # -- keys ----------------------------------------------------------------------------------------------------------
 def test_every_entry_carries_the_lambda_request_id(telemetry):
     """With a Lambda context, record processed/failed and batch processed all carry function_request_id."""

@@ -39,6 +39,7 @@ __all__ = [
     "exception_message",
     "exception_stacktrace",
     "format_exception",
+    "renders_as_is",
     "safe_str",
 ]
 
@@ -255,6 +256,35 @@ def _sanitised(exc: BaseException) -> str:
     if "input_value=" in text:
         text = _INPUT_VALUE.sub("input_value=<withheld>", text)
     return text
+
+
+def renders_as_is(exc: BaseException) -> bool:
+    """Whether ``exc`` and the exceptions it was raised from can be shown by their own ``str()`` and traceback.
+
+    False when telemetry would carry something else: a validation error (its text quotes the input), a batch
+    error (its text holds every record's traceback), a message over ``MAX_MESSAGE_BYTES``, pydantic's
+    ``input_value=`` anywhere, a message that cannot be rendered, or a traceback deeper than the frames a stack
+    trace keeps. A log line then carries ``exception_message``/``exception_stacktrace`` instead of the exception.
+    """
+    frames = 0
+    tb = exc.__traceback__
+    while tb is not None:
+        frames += 1
+        tb = tb.tb_next
+    if frames > _MAX_FRAMES:
+        return False
+    for item in (exc, *_linked(exc)):
+        if _validation_kind(item) is not None or _batch_summary(item) is not None:
+            return False
+        try:
+            text = str(item)
+        except Exception:
+            return False
+        if type(text) is not str or "input_value=" in text:
+            return False
+        if len(text) * 4 > MAX_MESSAGE_BYTES and len(text.encode("utf-8", "replace")) > MAX_MESSAGE_BYTES:
+            return False
+    return True
 
 
 def _batch_summary(exc: BaseException) -> str | None:

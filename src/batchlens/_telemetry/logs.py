@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from batchlens._observer import SKIPPED, noop_hook
-from batchlens._telemetry._errors import error_type
+from batchlens._telemetry._errors import error_type, renders_as_is
 from batchlens._telemetry._log_lambda import JsonLinesLogger
+from batchlens._telemetry._log_render import exception_fields
 from batchlens._telemetry._log_stdlib import (
     StdlibMethod,
     enabled,
@@ -210,10 +211,15 @@ class LoggingObserver:
         exc = record.exception
         fields["error_type"] = error_type(exc) if exc is not None else OTHER_ERROR
         if exc is not None and record.outcome != SKIPPED:
-            # The exception itself, as structlog expects it. batchlens' own pipelines (the private Lambda logger,
-            # configure(logs=), the CLI) and the stdlib route turn it into bounded text without frame locals; an
-            # application's own structlog renderer formats it as it formats the application's other exceptions.
-            fields["exc_info"] = exc
+            if renders_as_is(exc):
+                # The exception itself, as structlog expects it. batchlens' own pipelines (the private Lambda
+                # logger, configure(logs=), the CLI) and the stdlib route turn it into bounded text without frame
+                # locals; an application's own structlog renderer formats it like its other exceptions.
+                fields["exc_info"] = exc
+            else:
+                # Its own text would carry validation input, a batch's tracebacks or an unbounded message, which
+                # no renderer of the application's may show: the sanitised, bounded text instead.
+                exception_fields(exc, fields)
         state.failure(RECORD_FAILED, **fields)
 
     @staticmethod
