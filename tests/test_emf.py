@@ -22,6 +22,7 @@ from batchlens._telemetry.emf import (
     MAX_METRICS_PER_DIRECTIVE,
     MAX_VALUES_PER_ARRAY,
     EmfMetricExporter,
+    FlushMetricReader,
     cloudwatch_unit,
 )
 from batchlens.testing import kinesis_event, lambda_context, sqs_event, sqs_fifo_event
@@ -52,7 +53,7 @@ class Pipeline:
     def __init__(self, **options: Any) -> None:
         self.out = io.StringIO()
         self.exporter = EmfMetricExporter(self.out, **options)
-        self.reader = PeriodicExportingMetricReader(self.exporter, export_interval_millis=math.inf)
+        self.reader = FlushMetricReader(self.exporter)
         self.provider = MeterProvider(metric_readers=[self.reader])
         self.telemetry = Telemetry(meter_provider=self.provider, tracing=False, logging=False, flush="never")
         self._read = 0
@@ -415,3 +416,19 @@ def test_dimension_values_are_non_empty_and_bounded(pipeline: Pipeline) -> None:
 
     assert document["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0] == ["messaging.system", "error.type"]
     assert document["error.type"] == "E" * 1024
+
+
+@pytest.mark.usefixtures("bare_environment")
+def test_shutdown_writes_what_was_recorded_since_the_last_flush(capsys: pytest.CaptureFixture[str]) -> None:
+    """handle.shutdown() exports the measurements no flush has written yet, once."""
+    from batchlens.telemetry import configure
+
+    handle = configure(traces="none", metrics="emf", logs="none", set_global=False)
+    handle.meter_provider.get_meter("app").create_counter("app.c").add(5)
+    capsys.readouterr()
+
+    handle.shutdown()
+    handle.shutdown()
+
+    (line,) = capsys.readouterr().out.splitlines()
+    assert validate(line)["app.c"] == 5

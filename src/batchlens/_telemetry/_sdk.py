@@ -6,7 +6,6 @@ Every function imports the OpenTelemetry SDK lazily, so importing this module co
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -76,11 +75,11 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
     if name == "console":
         return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
     if name == "emf":
-        from batchlens._telemetry.emf import EmfMetricExporter
+        from batchlens._telemetry.emf import EmfMetricExporter, FlushMetricReader
 
-        # An infinite interval starts no thread: documents are written at each flush (force_flush before the
-        # sandbox freezes, handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
-        return PeriodicExportingMetricReader(EmfMetricExporter(), export_interval_millis=math.inf)
+        # No thread: documents are written at each flush (force_flush before the sandbox freezes,
+        # handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
+        return FlushMetricReader(EmfMetricExporter())
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
     return PeriodicExportingMetricReader(cls())
 

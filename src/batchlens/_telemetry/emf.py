@@ -60,6 +60,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricsData,
+    PeriodicExportingMetricReader,
     Sum,
 )
 from opentelemetry.sdk.metrics.export import (
@@ -75,6 +76,7 @@ __all__ = [
     "MAX_VALUES_PER_ARRAY",
     "NAMESPACE_VARIABLE",
     "EmfMetricExporter",
+    "FlushMetricReader",
     "cloudwatch_unit",
 ]
 
@@ -354,3 +356,24 @@ class EmfMetricExporter(MetricExporter):
         half = len(metrics) // 2
         yield from self._sized(dims, dimension_sets, timestamp, metrics[:half])
         yield from self._sized(dims, dimension_sets, timestamp, metrics[half:])
+
+
+class FlushMetricReader(PeriodicExportingMetricReader):
+    """A reader that exports only when flushed or shut down: no thread, so a frozen Lambda sandbox holds none.
+
+    ``PeriodicExportingMetricReader`` with an infinite interval starts no thread, but its last export on shutdown
+    is done by that thread; here shutdown collects and exports first, so nothing recorded after the last flush
+    is lost when the process ends.
+    """
+
+    def __init__(self, exporter: MetricExporter) -> None:
+        super().__init__(exporter, export_interval_millis=math.inf)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Export what was recorded since the last flush, then shut the exporter down."""
+        if not self._shutdown:
+            try:
+                self.collect(timeout_millis=timeout_millis)
+            except Exception:
+                _logger.exception("batchlens.telemetry: the last EMF export failed")
+        super().shutdown(timeout_millis, **kwargs)

@@ -7,7 +7,7 @@ add per destination and error type that occurred, and one ``batchlens.batch.size
 outcome. So the per-record path does no metrics work at all, and attribute dicts are built once per destination,
 error type and outcome (bounded caches) instead of once per batch.
 
-Consolidated (issue 15): ``batchlens.batches`` is ``batchlens.batch.size``'s count by ``batchlens.batch.outcome``;
+Consolidated: ``batchlens.batches`` is ``batchlens.batch.size``'s count by ``batchlens.batch.outcome``;
 successes are ``messaging.client.consumed.messages`` minus ``batchlens.records.failed``.
 
 ``messaging.client.consumed.messages`` carries no ``error.type``: the semantic conventions count it once per
