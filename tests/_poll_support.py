@@ -1,9 +1,11 @@
 """A moto server for the ``batchlens poll`` tests: started on a free 127.0.0.1 port, stopped afterwards.
 
 moto's SQS backend recomputes every queue attribute (walking all messages, with a slow clock) for each message it
-hands out, which makes a 5,000-message queue cost seconds per ReceiveMessage. :func:`speed_up_moto_sqs` swaps in
-the same computations done directly (``time.time()`` for moto's ``unix_time()``, the queue's own retention period
-for the per-message retention check), so the server behaves the same, only faster. The server runs in-process
+sends or hands out, which makes a 5,000-message queue cost seconds per ReceiveMessage. :func:`speed_up_moto_sqs`
+swaps in the same computations done directly (``time.time()`` for moto's ``unix_time()``, one clock read per
+scan, the queue's own retention period for the per-message retention check) and skips the message counts while
+SendMessage reads the queue's attributes (it only looks at ``ContentBasedDeduplication``), so the server behaves
+the same, only faster. The server runs in-process
 (``ThreadedMotoServer``), which is what makes the patch reach it.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,9 +41,26 @@ def _fast_unix_time_millis(dt: Any = None) -> float:
     return _fast_unix_time(dt) * 1000.0
 
 
+_SENDING = threading.local()
+
+
 def speed_up_moto_sqs() -> None:
     """Make moto's SQS backend fast enough for thousands of messages (same results, no O(n) work per message)."""
     import moto.sqs.models as sqs_models
+
+    if getattr(sqs_models, "_batchlens_fast", False):
+        return
+    sqs_models._batchlens_fast = True  # type: ignore[attr-defined]
+    original_send = sqs_models.SQSBackend.send_message
+
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _SENDING.active = True
+        try:
+            return original_send(self, *args, **kwargs)
+        finally:
+            _SENDING.active = False
+
+    sqs_models.SQSBackend.send_message = send_message  # type: ignore[method-assign]
 
     sqs_models.unix_time = _fast_unix_time  # type: ignore[attr-defined]
     sqs_models.unix_time_millis = _fast_unix_time_millis  # type: ignore[attr-defined]
@@ -70,6 +90,8 @@ def speed_up_moto_sqs() -> None:
 
 
 def _scan(queue: Any, keep: Any) -> list[Any]:
+    if getattr(_SENDING, "active", False):
+        return []  # SendMessage reads no count; see the module docstring
     now = time.time() * 1000.0
     return [message for message in queue._messages if keep(now, message)]
 
