@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
@@ -167,6 +168,9 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
     handler = _load_handler(options.handler)
     _configure_stderr_logging()
     session = boto3.session.Session(region_name=options.region)
+    if not session.region_name:
+        # no region configured: the one in the queue URL or ARN, else us-east-1 (LocalStack's and moto's default)
+        session = boto3.session.Session(region_name=_region_of(options.source) or "us-east-1")
 
     def call(event: dict[str, Any], source_arn: str) -> Any:
         region, account = region_and_account(source_arn)
@@ -185,6 +189,13 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
         if telemetry is not None:
             telemetry.shutdown()
     return 0
+
+
+def _region_of(source: str) -> str | None:
+    match = re.match(r"https?://sqs\.([a-z0-9-]+)\.amazonaws\.com", source) or re.search(
+        r"arn:aws[a-z-]*:[a-z]+:([a-z0-9-]+):", source
+    )
+    return match.group(1) if match else None
 
 
 def _loop(source: Any, options: PollOptions, stop: threading.Event, totals: Totals, err: TextIO) -> str:
