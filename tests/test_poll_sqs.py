@@ -16,7 +16,7 @@ pytest.importorskip("moto.server")
 
 import boto3
 
-from _poll_support import moto_server
+from _poll_support import moto_server, seed_queue
 from batchlens import BatchProcessor, EventType, process_partial_response
 from batchlens._poll._args import PollOptions
 from batchlens._poll._runner import poll
@@ -47,7 +47,7 @@ class State:
 
 
 STATE = State()
-FAULT_EVERY = 10
+FAULT_EVERY = 5
 INVALID_RESPONSES = [
     {"batchItemFailures": [{"itemIdentifier": None}]},
     {"batchItemFailures": [{"itemIdentifier": ""}]},
@@ -72,7 +72,7 @@ def record_handler(record: Any) -> str:
 
 
 def handler(event: dict[str, Any], context: Any) -> Any:
-    """A Lambda handler using batchlens, with the fault under test injected in every tenth invocation."""
+    """A Lambda handler using batchlens, with the fault under test injected in every fifth invocation."""
     STATE.invocations += 1
     for record in event["Records"]:
         key = json.loads(record["body"])["key"]
@@ -123,6 +123,11 @@ def _queue_with_dlq(endpoint: str, name: str, visibility: int = 0) -> tuple[Any,
         "QueueUrl"
     ]
     return sqs, url, dlq
+
+
+def _bodies(count: int) -> tuple[set[str], list[str]]:
+    keys = [f"order-{i:05d}" for i in range(count)]
+    return set(keys), [json.dumps({"key": key, "poison": i % 100 == 0}) for i, key in enumerate(keys)]
 
 
 def _send(sqs: Any, url: str, count: int) -> set[str]:
@@ -178,7 +183,8 @@ def _assert_nothing_lost(keys: set[str], dlq_keys: list[str], state: State) -> N
 def test_5000_messages_each_processed_once_or_in_the_dlq(endpoint: str, state: State) -> None:
     """5,000 messages, 10% transient and 1% poison failures: every one processed once or redriven, none lost."""
     sqs, url, dlq = _queue_with_dlq(endpoint, "e2e-5000")
-    keys = _send(sqs, url, 5000)
+    keys, bodies = _bodies(5000)
+    seed_queue(url, bodies)
     started = time.monotonic()
     err = _run(endpoint, url)
     wall = time.monotonic() - started
@@ -195,10 +201,10 @@ def test_5000_messages_each_processed_once_or_in_the_dlq(endpoint: str, state: S
 
 @pytest.mark.parametrize("fault", ["raise", "timeout", "invalid"])
 def test_whole_batch_faults_lose_nothing(endpoint: str, state: State, fault: str) -> None:
-    """Every tenth invocation raises, times out or answers malformed: its whole batch comes back, nothing is lost."""
+    """Every fifth invocation raises, times out or answers malformed: its whole batch comes back, nothing is lost."""
     state.fault = fault
     sqs, url, dlq = _queue_with_dlq(endpoint, f"fault-{fault}")
-    keys = _send(sqs, url, 400)
+    keys = _send(sqs, url, 200)
     err = _run(endpoint, url, function_timeout=0.5 if fault == "timeout" else 3.0)
     dlq_keys = _drain_keys(sqs, dlq)
     _assert_nothing_lost(keys, dlq_keys, state)

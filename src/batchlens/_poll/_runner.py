@@ -177,6 +177,7 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
         return invoke(handler, event, make_context(options.function_timeout, region, account), options.function_timeout)
 
     source = _source(options, session, call)
+    source.until_empty = options.until_empty
     print(f"batchlens poll: polling {source.arn} with {options.handler}", file=err, flush=True)
     totals = Totals()
     started = time.monotonic()

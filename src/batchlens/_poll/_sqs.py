@@ -53,6 +53,7 @@ class SqsSource:
         self._window = batching_window_s
         self._report = report_batch_item_failures
         self._invoke = invoke
+        self.until_empty = False  # set by the runner: look without waiting first, so a drained queue ends at once
         attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"]).get(
             "Attributes", {}
         )
@@ -80,7 +81,9 @@ class SqsSource:
         """Gather up to the batch size within the batching window; empty when a long poll found nothing."""
         if stop.is_set():
             return []
-        messages = self._receive(min(10, self._batch_size), POLL_WAIT_S)
+        messages = self._receive(min(10, self._batch_size), 0) if self.until_empty else []
+        if not messages and not (self.until_empty and self.drained()):
+            messages = self._receive(min(10, self._batch_size), POLL_WAIT_S)
         if not messages:
             return []
         deadline = time.monotonic() + self._window
