@@ -159,6 +159,8 @@ def _run(endpoint: str, url: str, **options: Any) -> str:
     settings: dict[str, Any] = {"report_batch_item_failures": True, "until_empty": True, **options}
     rc = poll(PollOptions(source=url, handler="test_poll_sqs:handler", endpoint_url=endpoint, **settings), err=err)
     assert rc == 0, err.getvalue()[-2000:]
+    # one line per batch: only summary lines and the handler's JSON log lines, even for multi-line errors
+    assert all(line.startswith(("batchlens poll: ", "{")) for line in err.getvalue().splitlines())
     return err.getvalue()
 
 
@@ -213,6 +215,8 @@ def test_whole_batch_faults_lose_nothing(endpoint: str, state: State, fault: str
     lines = [line for line in err.splitlines() if expected in line]
     assert len(lines) == state.faults
     assert all(" deleted=0 " in line and "retried=" in line for line in lines)
+    if fault == "raise":
+        assert "the handler raised RuntimeError: the whole batch fails" in lines[0]
 
 
 def test_without_report_batch_item_failures_failed_messages_are_deleted(endpoint: str, state: State) -> None:

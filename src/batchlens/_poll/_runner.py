@@ -166,7 +166,10 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
     stop = stop or threading.Event()
     telemetry = _start_metrics(options.metrics_port, err) if options.metrics_port is not None else None
     handler = _load_handler(options.handler)
-    _configure_stderr_logging()
+    import structlog
+
+    if not structlog.is_configured():  # a handler module that configures structlog keeps its own output
+        _configure_stderr_logging()
     session = boto3.session.Session(region_name=options.region)
     if not session.region_name:
         # no region configured: the one in the queue URL or ARN, else us-east-1 (LocalStack's and moto's default)

@@ -194,4 +194,7 @@ def invocation_note(invocation: Any) -> str:
     from batchlens._telemetry._errors import error_type, exception_message
 
     error = invocation.error
-    return f"the handler raised {error_type(error)}: {exception_message(error)}; the whole batch fails"
+    first_line = " ".join((exception_message(error).splitlines() or [""])[0].split())
+    if len(first_line) > 200:
+        first_line = first_line[:199] + "…"
+    return f"the handler raised {error_type(error)}: {first_line}; the whole batch fails"
