@@ -262,3 +262,13 @@ def test_max_batches_stops_after_n(endpoint: str, state: State) -> None:
     err = _run(endpoint, url, until_empty=False, max_batches=3)
     assert state.invocations == 3
     assert "stopped (max-batches) batches=3 records=30" in err
+
+
+def test_batching_window_gathers_more_than_ten(endpoint: str, state: State) -> None:
+    """--batch-size 25 with a batching window delivers 25 messages in one invocation, as Lambda does."""
+    _, url, _ = _queue_with_dlq(endpoint, "window", visibility=30)
+    seed_queue(url, [json.dumps({"key": f"order-{i + 1:05d}", "poison": False}) for i in range(25)])
+    state.rng.random = lambda: 1.0  # type: ignore[method-assign]  # nothing fails at random
+    err = _run(endpoint, url, until_empty=False, max_batches=1, batch_size=25, batching_window=1.0)
+    assert "records=25 failed=0 deleted=25" in err
+    assert state.invocations == 1

@@ -245,3 +245,78 @@ def dynamodb_handler(event: dict[str, Any], context: Any) -> Any:
 
     processor = BatchProcessor(EventType.DynamoDBStreams, stop_on_first_failure=True)
     return process_partial_response(event, one, processor, context)
+
+
+class FakeKinesis:
+    """An in-memory stream of one shard, for what a moto server cannot stage (records of a given age)."""
+
+    kind = "kinesis"
+    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/fake"
+    label = "fake"
+    max_limit = 10_000
+
+    def __init__(self, arrivals: list[float]) -> None:
+        self.records = [
+            {"SequenceNumber": str(i + 1), "Data": b"{}", "PartitionKey": "p", "ApproximateArrivalTimestamp": t}
+            for i, t in enumerate(arrivals)
+        ]
+
+    def shards(self) -> list[str]:
+        return ["shardId-000000000000"]
+
+    def iterator(self, shard_id: str, position: str, timestamp: Any) -> str:
+        return "0"
+
+    def get(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str, int]:
+        start = int(iterator)
+        page = self.records[start : start + limit]
+        return page, str(start + len(page)), 0
+
+    def build(self, record: dict[str, Any], shard_id: str) -> dict[str, Any]:
+        from batchlens._poll._events import kinesis_record
+
+        return kinesis_record(record, shard_id, self.arn)
+
+    def sequence(self, record: dict[str, Any]) -> str:
+        return str(record["SequenceNumber"])
+
+    def arrival(self, record: dict[str, Any]) -> float:
+        return float(record["ApproximateArrivalTimestamp"])
+
+
+def test_records_older_than_the_maximum_age_are_discarded_unsent() -> None:
+    """--maximum-record-age drops expired records before the invocation and moves the checkpoint past them."""
+    import threading
+    import time
+
+    from batchlens._poll._context import Invocation
+    from batchlens._poll._streams import StreamSource
+
+    now = time.time()
+    api = FakeKinesis([now - 7200] * 5 + [now] * 5)
+    sent: list[list[str]] = []
+
+    def invoke(event: dict[str, Any], arn: str) -> Invocation:
+        sent.append([r["kinesis"]["sequenceNumber"] for r in event["Records"]])
+        return Invocation("ok", response=None)
+
+    source = StreamSource(
+        api,  # type: ignore[arg-type]
+        batch_size=100,
+        batching_window_s=0,
+        report_batch_item_failures=True,
+        starting_position="TRIM_HORIZON",
+        starting_timestamp=None,
+        bisect_on_error=False,
+        maximum_retry_attempts=-1,
+        maximum_record_age_s=3600,
+        invoke=invoke,
+    )
+    summary = source.poll_once(1, threading.Event())
+    assert summary is not None
+    assert sent == [["6", "7", "8", "9", "10"]]
+    assert (summary.records, summary.discarded, summary.settled) == (5, 5, 5)
+    assert "5 records older than --maximum-record-age discarded" in summary.line()
+    assert source.checkpoints == {"shardId-000000000000": "10"}
+    assert source.poll_once(2, threading.Event()) is None
+    assert source.drained()
