@@ -272,3 +272,42 @@ def test_batching_window_gathers_more_than_ten(endpoint: str, state: State) -> N
     err = _run(endpoint, url, until_empty=False, max_batches=1, batch_size=25, batching_window=1.0)
     assert "records=25 failed=0 deleted=25" in err
     assert state.invocations == 1
+
+
+SERVER: list[Any] = []
+
+
+def stopping_handler(event: dict[str, Any], context: Any) -> None:
+    """Stop the moto server while the batch is in flight."""
+    SERVER[0].stop()
+
+
+def test_a_vanished_endpoint_ends_the_run_with_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the endpoint goes away mid-batch the run ends with exit code 1 and the AWS error in the last line."""
+    from moto.server import ThreadedMotoServer
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    # a server of its own, so stopping it leaves the module's server alone
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    SERVER[:] = [server]
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "t",
+            "AWS_SECRET_ACCESS_KEY": "t",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        sqs = boto3.client("sqs", endpoint_url=endpoint)
+        url = sqs.create_queue(QueueName="vanishing")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="x")
+        err = io.StringIO()
+        options = PollOptions(source=url, handler="test_poll_sqs:stopping_handler", endpoint_url=endpoint)
+        assert poll(options, err=err) == 1
+    finally:
+        SERVER.clear()
+    last = err.getvalue().splitlines()[-1]
+    assert last.startswith("batchlens poll: stopped (AWS error: ")
+    assert "batches=0" in last

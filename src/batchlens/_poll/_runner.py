@@ -165,34 +165,48 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
 
     stop = stop or threading.Event()
     telemetry = _start_metrics(options.metrics_port, err) if options.metrics_port is not None else None
-    handler = _load_handler(options.handler)
-    import structlog
+    try:
+        handler = _load_handler(options.handler)
+        import structlog
 
-    if not structlog.is_configured():  # a handler module that configures structlog keeps its own output
-        _configure_stderr_logging()
-    session = boto3.session.Session(region_name=options.region)
-    if not session.region_name:
-        # no region configured: the one in the queue URL or ARN, else us-east-1 (LocalStack's and moto's default)
-        session = boto3.session.Session(region_name=_region_of(options.source) or "us-east-1")
+        if not structlog.is_configured():  # a handler module that configures structlog keeps its own output
+            _configure_stderr_logging()
+        session = boto3.session.Session(region_name=options.region)
+        if not session.region_name:
+            # no region configured: the one in the queue URL or ARN, else us-east-1 (LocalStack's and moto's default)
+            session = boto3.session.Session(region_name=_region_of(options.source) or "us-east-1")
 
-    def call(event: dict[str, Any], source_arn: str) -> Any:
-        region, account = region_and_account(source_arn)
-        return invoke(handler, event, make_context(options.function_timeout, region, account), options.function_timeout)
+        def call(event: dict[str, Any], source_arn: str) -> Any:
+            region, account = region_and_account(source_arn)
+            context = make_context(options.function_timeout, region, account)
+            return invoke(handler, event, context, options.function_timeout)
 
-    source = _source(options, session, call)
-    source.until_empty = options.until_empty
-    print(f"batchlens poll: polling {source.arn} with {options.handler}", file=err, flush=True)
+        source = _source(options, session, call)
+        source.until_empty = options.until_empty
+        print(f"batchlens poll: polling {source.arn} with {options.handler}", file=err, flush=True)
+        return _run(source, options, stop, err)
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
+
+
+def _run(source: Any, options: PollOptions, stop: threading.Event, err: TextIO) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     totals = Totals()
     started = time.monotonic()
     reason = "interrupted"
+    code = 0
     try:
         with _graceful_interrupts(stop, err):
             reason = _loop(source, options, stop, totals, err)
+    except (BotoCoreError, ClientError) as exc:
+        # the endpoint went away or refused a call: the batch in flight was not settled and will come back
+        reason = f"AWS error: {' '.join(str(exc).split())}"
+        code = 1
     finally:
         totals.write(err, source.settled_name, time.monotonic() - started, reason)
-        if telemetry is not None:
-            telemetry.shutdown()
-    return 0
+    return code
 
 
 def _region_of(source: str) -> str | None:
