@@ -301,7 +301,7 @@ def test_records_older_than_the_maximum_age_are_discarded_unsent() -> None:
         return Invocation("ok", response=None)
 
     source = StreamSource(
-        api,  # type: ignore[arg-type]
+        api,
         batch_size=100,
         batching_window_s=0,
         report_batch_item_failures=True,

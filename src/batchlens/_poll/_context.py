@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FUNCTION_NAME", "Invocation", "invoke", "make_context"]
+__all__ = ["FUNCTION_NAME", "Invocation", "invocation_note", "invoke", "make_context"]
 
 FUNCTION_NAME = "batchlens-poll"
 """The function name the context carries (and its ARN and log group names)."""
@@ -71,3 +71,18 @@ def invoke(handler: Callable[[Any, Any], Any], event: dict[str, Any], context: A
     except (TypeError, ValueError) as exc:
         return Invocation("error", error=exc, duration_s=duration)
     return Invocation("ok", response=response, duration_s=duration)
+
+
+def invocation_note(invocation: Invocation) -> str:
+    """The summary note of a failed invocation: the error's type and bounded message, or the timeout."""
+    if invocation.outcome == "timeout":
+        return "the handler ran past --function-timeout; the whole batch fails (its thread may still be running)"
+    from batchlens._telemetry._errors import error_type, exception_message
+
+    error = invocation.error
+    if error is None:
+        return "the invocation failed; the whole batch fails"
+    first_line = " ".join((exception_message(error).splitlines() or [""])[0].split())
+    if len(first_line) > 200:
+        first_line = first_line[:199] + "…"
+    return f"the handler raised {error_type(error)}: {first_line}; the whole batch fails"

@@ -20,8 +20,6 @@ __all__ = ["BOTO3_HINT", "cmd_poll", "poll"]
 
 BOTO3_HINT = "batchlens poll needs boto3: pip install 'batchlens[local]'"
 
-_IDLE_WAIT_S = 0.5  # between reads of idle shards (Lambda reads each shard about once a second)
-
 
 def _bad_input(message: str) -> Exception:
     from batchlens.cli import BadInput
@@ -227,6 +225,6 @@ def _loop(source: Any, options: PollOptions, stop: threading.Event, totals: Tota
             continue
         if options.until_empty and source.drained():
             return "empty"
-        if source.settled_name == "checkpointed":
-            stop.wait(_IDLE_WAIT_S)
+        if source.idle_wait_s:
+            stop.wait(source.idle_wait_s)
     return "interrupted"

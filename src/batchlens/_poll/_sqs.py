@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from batchlens._poll._context import invocation_note
 from batchlens._poll._events import sqs_record
 from batchlens._poll._response import InvalidResponse, failed_identifiers
 from batchlens._poll._summary import BatchSummary
@@ -36,6 +37,7 @@ class SqsSource:
     """One SQS queue, standard or FIFO."""
 
     settled_name = "deleted"
+    idle_wait_s = 0.0  # the long poll already waits
 
     def __init__(
         self,
@@ -185,16 +187,3 @@ class SqsSource:
 def _reported_count(response: Any) -> int:
     failures = response.get("batchItemFailures") if isinstance(response, dict) else None
     return len(failures) if isinstance(failures, list) else 0
-
-
-def invocation_note(invocation: Any) -> str:
-    """The summary note of a failed invocation: the error's type and bounded message, or the timeout."""
-    if invocation.outcome == "timeout":
-        return "the handler ran past --function-timeout; the whole batch fails (its thread may still be running)"
-    from batchlens._telemetry._errors import error_type, exception_message
-
-    error = invocation.error
-    first_line = " ".join((exception_message(error).splitlines() or [""])[0].split())
-    if len(first_line) > 200:
-        first_line = first_line[:199] + "…"
-    return f"the handler raised {error_type(error)}: {first_line}; the whole batch fails"

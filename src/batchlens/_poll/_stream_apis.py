@@ -3,54 +3,49 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from batchlens._poll._events import dynamodb_record, kinesis_record
 
 __all__ = ["DynamoDBStreamApi", "KinesisApi", "StreamApi"]
 
 
-class StreamApi:
+class StreamApi(Protocol):
     """What the stream poller needs from a stream service."""
 
-    kind = ""
-    arn = ""
-    label = ""
-    max_limit = 10_000
+    kind: str
+    arn: str
+    label: str
+    max_limit: int  # the most records one GetRecords call returns
 
     def shards(self) -> list[str]:
         """The shard ids to read."""
-        raise NotImplementedError
 
     def iterator(self, shard_id: str, position: str, timestamp: datetime | None) -> str | None:
         """A shard iterator at the starting position."""
-        raise NotImplementedError
 
     def get(self, iterator: str, limit: int) -> tuple[list[dict[str, Any]], str | None, int | None]:
         """``GetRecords``: the records, the next iterator (None once a closed shard is read), ms behind latest."""
-        raise NotImplementedError
 
     def build(self, record: dict[str, Any], shard_id: str) -> dict[str, Any]:
         """The Lambda event record of one API record."""
-        raise NotImplementedError
 
     def sequence(self, record: dict[str, Any]) -> str:
         """The record's sequence number (the ``itemIdentifier`` of a partial-batch response)."""
-        raise NotImplementedError
 
     def arrival(self, record: dict[str, Any]) -> float:
         """When the record reached the stream, in epoch seconds (for ``--maximum-record-age``)."""
-        raise NotImplementedError
 
 
 def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-class KinesisApi(StreamApi):
+class KinesisApi:
     """A Kinesis data stream, by name or ARN."""
 
     kind = "kinesis"
+    max_limit = 10_000
 
     def __init__(self, client: Any, stream: str) -> None:
         self._client = client
@@ -92,7 +87,7 @@ class KinesisApi(StreamApi):
         return _epoch(record["ApproximateArrivalTimestamp"])
 
 
-class DynamoDBStreamApi(StreamApi):
+class DynamoDBStreamApi:
     """The stream of a DynamoDB table (by table name), or a DynamoDB stream ARN."""
 
     kind = "dynamodb"

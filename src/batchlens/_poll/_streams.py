@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from batchlens._poll._context import invocation_note
 from batchlens._poll._response import InvalidResponse, failed_identifiers
-from batchlens._poll._sqs import invocation_note
 from batchlens._poll._stream_apis import StreamApi
 from batchlens._poll._summary import BatchSummary
 
@@ -47,6 +47,7 @@ class StreamSource:
     """Every shard of one Kinesis stream or DynamoDB stream."""
 
     settled_name = "checkpointed"
+    idle_wait_s = 0.5  # between reads of idle shards (Lambda reads each shard about once a second)
 
     def __init__(
         self,
