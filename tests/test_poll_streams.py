@@ -320,3 +320,46 @@ def test_records_older_than_the_maximum_age_are_discarded_unsent() -> None:
     assert source.checkpoints == {"shardId-000000000000": "10"}
     assert source.poll_once(2, threading.Event()) is None
     assert source.drained()
+
+
+SEEN_DATA: list[int] = []
+
+
+def collect_handler(event: dict[str, Any], context: Any) -> None:
+    """Keep the ``i`` of every record delivered."""
+    import base64
+
+    SEEN_DATA.extend(json.loads(base64.b64decode(r["kinesis"]["data"]))["i"] for r in event["Records"])
+
+
+def test_starting_positions(endpoint: str) -> None:
+    """TRIM_HORIZON reads everything, LATEST only what comes after the start, AT_TIMESTAMP from that instant on."""
+    import time
+    from datetime import datetime, timezone
+
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint)
+    kinesis.create_stream(StreamName="positions", ShardCount=1)
+    for i in range(5):
+        kinesis.put_record(StreamName="positions", Data=json.dumps({"i": i}).encode(), PartitionKey="p")
+    time.sleep(1.1)
+    middle = datetime.now(timezone.utc)
+    time.sleep(0.1)
+    for i in range(5, 8):
+        kinesis.put_record(StreamName="positions", Data=json.dumps({"i": i}).encode(), PartitionKey="p")
+    runs = {
+        "TRIM_HORIZON": {},
+        "LATEST": {},
+        "AT_TIMESTAMP": {"starting_position_timestamp": middle},
+    }
+    seen = {}
+    for position, extra in runs.items():
+        SEEN_DATA.clear()
+        _run(
+            endpoint,
+            "kinesis:positions",
+            handler="test_poll_streams:collect_handler",
+            starting_position=position,
+            **extra,
+        )
+        seen[position] = list(SEEN_DATA)
+    assert seen == {"TRIM_HORIZON": list(range(8)), "LATEST": [], "AT_TIMESTAMP": [5, 6, 7]}
