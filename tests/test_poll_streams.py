@@ -363,3 +363,37 @@ def test_starting_positions(endpoint: str) -> None:
         )
         seen[position] = list(SEEN_DATA)
     assert seen == {"TRIM_HORIZON": list(range(8)), "LATEST": [], "AT_TIMESTAMP": [5, 6, 7]}
+
+
+FAULTY: dict[str, Any] = {"fault": None, "calls": []}
+
+
+def faulty_handler(event: dict[str, Any], context: Any) -> Any:
+    """The first invocation fails as configured (raise, timeout, invalid response); later ones succeed."""
+    import time
+
+    FAULTY["calls"].append([r["kinesis"]["sequenceNumber"] for r in event["Records"]])
+    if len(FAULTY["calls"]) > 1:
+        return {"batchItemFailures": []}
+    if FAULTY["fault"] == "raise":
+        raise RuntimeError("whole batch")
+    if FAULTY["fault"] == "timeout":
+        time.sleep(0.6)
+        return None
+    return {"batchItemFailures": [{"itemIdentifier": "12345"}]}  # names no record of the batch
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome"), [("raise", "error"), ("timeout", "timeout"), ("invalid", "invalid-response")]
+)
+def test_stream_batch_faults_retry_the_whole_batch(endpoint: str, fault: str, outcome: str) -> None:
+    """An error, a timeout or a malformed response keeps the checkpoint: the same batch is delivered again."""
+    FAULTY.update(fault=fault, calls=[])
+    name = f"faults-{fault}"
+    sequences = next(iter(_stream(endpoint, name, shards=1, count=15).values()))
+    err = _run(
+        endpoint, f"kinesis:{name}", handler="test_poll_streams:faulty_handler", batch_size=10, function_timeout=0.3
+    )
+    assert FAULTY["calls"] == [sequences[:10], sequences[:10], sequences[10:]]
+    assert "records=10 failed=10 checkpointed=0 retried=10 wall=" in err
+    assert f"outcome={outcome}" in err
