@@ -1,4 +1,4 @@
-"""The ``batchlens`` command: ``demo``, ``run``, ``events`` and ``dashboards``.
+"""The ``batchlens`` command: ``demo``, ``run``, ``events``, ``dashboards`` and ``poll``.
 
 Only the standard library is imported at start-up; each command imports what it needs.
 """
@@ -453,7 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--namespace", help="CloudWatch metric namespace (default: BATCHLENS_EMF_NAMESPACE, batchlens)")
     export.add_argument("--region", help="CloudWatch dashboard region (default: AWS_REGION, AWS_DEFAULT_REGION)")
     export.set_defaults(func=cmd_dashboards)
+
+    from batchlens._poll._args import add_parser as add_poll_parser  # standard library only
+
+    add_poll_parser(sub).set_defaults(func=cmd_poll)
     return parser
+
+
+def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
+    """Run a Lambda handler against a real queue or stream (batchlens/_poll)."""
+    from batchlens._poll._runner import cmd_poll as run_poll
+
+    return run_poll(args, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
