@@ -135,5 +135,5 @@ def test_ctrl_c_finishes_the_batch_and_metrics_are_served(tmp_path: Path) -> Non
     assert "stopped (interrupted) batches=2 records=20 failed=0 deleted=20" in done.stderr
     assert f"Prometheus metrics on http://127.0.0.1:{port}/metrics" in done.stderr
     metrics = (tmp_path / "metrics.txt").read_text()
-    assert "batchlens_records_succeeded_total" in metrics
+    assert "messaging_client_consumed_messages_total" in metrics
     assert 'messaging_destination_name="cli-sigint"' in metrics
