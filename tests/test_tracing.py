@@ -134,6 +134,7 @@ def test_batch_span_attributes_counts_and_unset_status_on_partial_failure(teleme
         "messaging.operation.name": "process",
         "messaging.operation.type": "process",
         "messaging.destination.name": "orders",
+        "aws.sqs.queue.url": "https://sqs.us-east-1.amazonaws.com/123456789012/orders",
         "messaging.batch.message_count": 10,
         "batchlens.batch.failure_count": 3,
         "batchlens.batch.success_count": 7,
