@@ -22,6 +22,7 @@ from batchlens._source_attributes import (
 )
 
 __all__ = [
+    "CURRENT_EVENT",
     "DYNAMODB",
     "GENERIC",
     "KAFKA",
@@ -61,12 +62,12 @@ _KAFKA_TYPE_ERROR = (
 
 # The Lambda event being processed by ``process_partial_response``: event-level fields (Kafka's
 # ``bootstrapServers``) are not in the records the processor is given.
-_EVENT: ContextVar[Any] = ContextVar("batchlens_event", default=None)
+CURRENT_EVENT: ContextVar[Any] = ContextVar("batchlens_event", default=None)
 
 
 def current_event() -> Any:
     """The Lambda event ``process_partial_response`` is processing in this context, or None."""
-    return _EVENT.get()
+    return CURRENT_EVENT.get()
 
 
 def _nonempty_str(value: Any, field: str) -> str:
