@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib
 import pkgutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,6 +93,10 @@ def test_every_span_attribute_name_is_registered_or_batchlens_own(span_exporter,
         assert expected in emitted
     unknown = sorted(k for k in emitted if not k.startswith("batchlens.") and k not in registry)
     assert unknown == []
+    readme = Path(__file__).parents[1].joinpath("README.md").read_text()
+    spans_section = readme[readme.index("### Spans") : readme.index("### Metrics")]
+    undocumented = sorted(k for k in emitted if f"`{k}`" not in spans_section and not k.startswith("test."))
+    assert undocumented == []
 
 
 def test_enumerated_values_are_the_registry_values_except_batchlens_own_systems():
