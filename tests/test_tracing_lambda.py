@@ -291,3 +291,15 @@ def test_real_lambda_instrumentation_gives_one_batch_span(instrumented, telemetr
 def test_uninstrumenting_restores_the_handler(instrumented):
     """The fixture's handler is wrapped while instrumented (other tests see the plain function afterwards)."""
     assert hasattr(instrumented.handler, "__wrapped__")
+
+
+def test_each_invocation_joins_its_own_xray_trace(telemetry, span_exporter, monkeypatch):
+    """A new _X_AMZN_TRACE_ID per invocation gives each batch span that invocation's parent."""
+    processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
+    second_trace = "1" * 32
+    for trace_hex in (XRAY_TRACE, second_trace, XRAY_TRACE):
+        monkeypatch.setenv("_X_AMZN_TRACE_ID", f"Root=1-{trace_hex[:8]}-{trace_hex[8:]};Parent={XRAY_PARENT};Sampled=1")
+        process_partial_response(sqs_event(count=1, seed=3), ok, processor)
+
+    batches = [s for s in span_exporter.get_finished_spans() if "messaging.batch.message_count" in s.attributes]
+    assert [format(s.parent.trace_id, "032x") for s in batches] == [XRAY_TRACE, second_trace, XRAY_TRACE]

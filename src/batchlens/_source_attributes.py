@@ -62,15 +62,23 @@ def kafka_key(key: Any) -> str | None:
     return text if text.isprintable() else None
 
 
+_last_time: tuple[Any, str | None] = (None, None)  # records of a batch mostly share their second
+
+
 def iso_time(seconds: Any) -> str | None:
     """Epoch seconds as ISO 8601 UTC (``2026-01-02T03:04:05Z``), or None when not a number."""
+    global _last_time
+    last = _last_time
+    if last[0] == seconds and type(last[0]) is type(seconds):
+        return last[1]
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         return None
     try:
-        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        text: str | None = datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
     except (OverflowError, OSError, ValueError):
-        return None
-    return moment.isoformat().replace("+00:00", "Z")
+        text = None
+    _last_time = (seconds, text)
+    return text
 
 
 def document_name(keys: Mapping[str, Any]) -> str:

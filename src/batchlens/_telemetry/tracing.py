@@ -169,15 +169,24 @@ _detach = otel_context.detach
 _set_span_in_context = trace.set_span_in_context
 
 
+_last_xray: tuple[str, Context | None] = ("", None)  # the last header and its parent: one parse per invocation
+
+
 def _xray_parent() -> Context | None:
     """The invocation's X-Ray trace as a parent context, when Lambda marked it sampled."""
+    global _last_xray
     header = os.environ.get(XRAY_ENV)
     if not header:
         return None
+    last = _last_xray
+    if last[0] == header:
+        return last[1]
     span_context = parse_xray_header(header)
-    if span_context is None or not span_context.trace_flags.sampled:
-        return None
-    return _set_span_in_context(NonRecordingSpan(span_context))
+    parent = None
+    if span_context is not None and span_context.trace_flags.sampled:
+        parent = _set_span_in_context(NonRecordingSpan(span_context))
+    _last_xray = (header, parent)
+    return parent
 
 
 def _adoptable(span: Any) -> bool:
@@ -230,9 +239,9 @@ class TracingObserver:
         self._tracer: Tracer | None = None
         self._link_limit = span_link_limit()
         self._capture = _load_capture(telemetry) if telemetry.capture_response else None
-        # constant attributes, built once: (name, record template, batch template) per source and destination,
-        # and the Lambda context's per invoked ARN
-        self._constants: dict[tuple[Any, ...], tuple[str | None, dict[str, Any], dict[str, Any]]] = {}
+        # constant attributes, built once: (record span name, attributes) per source and destination, and the
+        # Lambda context's per invoked ARN
+        self._constants: dict[tuple[Any, ...], tuple[str | None, dict[str, Any]]] = {}
         self._lambda: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def _tracer_for(self, provider: TracerProvider) -> Tracer:
@@ -254,7 +263,7 @@ class TracingObserver:
             return
         tracer = self._tracer_for(provider)
         source = batch.source
-        name, template, batch_template = self._constants_for(source, batch.destination, batch.records)
+        name, template = self._constants_for(source, batch.destination, batch.records)
         state = _BatchState(tracer, source, name, template)
         state.records = batch.records
         state.document_keys = self._telemetry.document_keys
@@ -262,7 +271,7 @@ class TracingObserver:
         if self._capture is not None:
             state.budget = batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
         self._producer_links(batch, state)
-        attributes = batch_template.copy()
+        attributes = template.copy()
         attributes[BATCH_MESSAGE_COUNT] = batch.size
         lambda_context = batch.lambda_context
         if lambda_context is not None:
@@ -303,8 +312,8 @@ class TracingObserver:
 
     def _constants_for(
         self, source: Source, destination: str | None, records: list[Any]
-    ) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-        """(record span name, record attributes, batch attributes) that do not change between batches."""
+    ) -> tuple[str | None, dict[str, Any]]:
+        """(record span name, attributes of every span) that do not change between batches of a destination."""
         event_attributes: dict[str, Any] | None = None
         if type(source).event_attributes is not Source.event_attributes:
             event = current_event()
@@ -332,7 +341,7 @@ class TracingObserver:
                 template.update(event_attributes)
             # None when records have different destinations: each record span then names its own
             name = f"process {destination}" if destination is not None else None
-            constants = (name, template, dict(template))
+            constants = (name, template)
             if len(self._constants) < _CACHE_SIZE:
                 self._constants[key] = constants
         return constants
