@@ -212,6 +212,12 @@ class Source:
         return None, None
 
 
+_ATTRIBUTES = itemgetter("attributes")
+_GET_XRAY_HEADER = methodcaller("get", "AWSTraceHeader")
+_GET_MESSAGE_ATTRIBUTES = methodcaller("get", "messageAttributes")
+_GET_HEADERS = methodcaller("get", "headers")
+
+
 class _SqsSource(Source):
     event_type = EventType.SQS
     messaging_system = "aws_sqs"
@@ -242,9 +248,9 @@ class _SqsSource(Source):
         # the common case, no header on any record, in C-level loops: one AWSTraceHeader lookup and one
         # truthiness test per record instead of a Python call each
         try:
-            if any(map(methodcaller("get", "AWSTraceHeader"), map(itemgetter("attributes"), records))):
+            if any(map(_GET_XRAY_HEADER, map(_ATTRIBUTES, records))):
                 return True
-            return any(map(methodcaller("get", "messageAttributes"), records))
+            return any(map(_GET_MESSAGE_ATTRIBUTES, records))
         except Exception:  # a record of another shape: let the per-record parse sort it out
             return True
 
@@ -427,7 +433,7 @@ class _KafkaSource(Source):
 
     def may_carry_producer_context(self, records: list[Any]) -> bool:
         try:
-            return any(map(methodcaller("get", "headers"), records))
+            return any(map(_GET_HEADERS, records))
         except Exception:
             return True
 
