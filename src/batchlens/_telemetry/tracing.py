@@ -16,20 +16,19 @@ adopts it as the batch span instead of starting a second one, and leaves ending 
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from batchlens._observer import SKIPPED
 from batchlens._sources import Source, current_event
 from batchlens._telemetry._errors import exception_event, format_exception, safe_str
 from batchlens._telemetry._providers import is_noop_tracer_provider, span_link_limit, tracer_provider
-from batchlens._telemetry._xray import parse_xray_header
+from batchlens._telemetry._xray import invocation_parent, parse_xray_header
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -66,7 +65,6 @@ FAAS_INVOCATION_ID = "faas.invocation_id"
 CLOUD_RESOURCE_ID = "cloud.resource_id"
 CLOUD_ACCOUNT_ID = "cloud.account.id"
 INVOKED_ARN = "aws.lambda.invoked_arn"
-XRAY_ENV = "_X_AMZN_TRACE_ID"  # Lambda sets it per invocation
 
 _CACHE_SIZE = 64  # (source, destination) pairs and invoked ARNs one processor keeps constant attributes for
 
@@ -169,43 +167,6 @@ _detach = otel_context.detach
 _set_span_in_context = trace.set_span_in_context
 
 
-_last_xray: tuple[str, Context | None] = ("", None)  # the last header and its parent: one parse per invocation
-
-# os.environ.get() of a missing variable raises and catches a KeyError inside (about 10k instructions per batch
-# outside Lambda, measured); the mapping behind os.environ answers in one lookup. It is a CPython detail, hence
-# the fallback.
-_ENVIRON_DATA: Any = getattr(os.environ, "_data", None)
-try:
-    _XRAY_KEY: Any = os.environ.encodekey(XRAY_ENV)
-    _decode: Any = os.environ.decodevalue
-except AttributeError:  # pragma: no cover - another interpreter
-    _ENVIRON_DATA = None
-
-
-def _xray_header() -> str | None:
-    if _ENVIRON_DATA is None:  # pragma: no cover - another interpreter
-        return os.environ.get(XRAY_ENV)
-    raw = _ENVIRON_DATA.get(_XRAY_KEY)
-    return None if raw is None else str(_decode(raw))
-
-
-def _xray_parent() -> Context | None:
-    """The invocation's X-Ray trace as a parent context, when Lambda marked it sampled."""
-    global _last_xray
-    header = _xray_header()
-    if not header:
-        return None
-    last = _last_xray
-    if last[0] == header:
-        return last[1]
-    span_context = parse_xray_header(header)
-    parent = None
-    if span_context is not None and span_context.trace_flags.sampled:
-        parent = _set_span_in_context(NonRecordingSpan(span_context))
-    _last_xray = (header, parent)
-    return parent
-
-
 def _adoptable(span: Any) -> bool:
     """Whether the current span is another instrumentation's batch span (``process <queue>``, CONSUMER)."""
     if not span.is_recording() or getattr(span, "kind", None) is not _CONSUMER:
@@ -300,7 +261,7 @@ class TracingObserver:
         parent: Context | None = None
         if not current.get_span_context().is_valid:
             if self._telemetry.xray_parent:
-                parent = _xray_parent()
+                parent = invocation_parent()
         elif _adoptable(current):
             self._adopt(batch, state, current, attributes)
             return
