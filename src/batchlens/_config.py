@@ -64,6 +64,10 @@ class Telemetry:
             every batch, ``never`` leaves it to the application (``BATCHLENS_FLUSH``).
         log_output: Where log entries go when structlog is unconfigured: ``auto`` detects an application that
             logs through ``logging``, ``structlog`` and ``stdlib`` force one (``BATCHLENS_LOG_OUTPUT``).
+        xray_parent: When no span is current, make the invocation's sampled X-Ray trace (``_X_AMZN_TRACE_ID``)
+            the batch span's parent (``BATCHLENS_XRAY_PARENT``).
+        document_keys: Record a DynamoDB item's keys as ``faas.document.name`` on record spans; off by default,
+            since keys can be personal data (``BATCHLENS_DOCUMENT_KEYS``).
         tracer_provider: Tracer provider to use instead of the OpenTelemetry global one.
         meter_provider: Meter provider to use instead of the OpenTelemetry global one.
     """
@@ -80,11 +84,13 @@ class Telemetry:
     sentry_dsn: str | None = None
     flush: str = "auto"
     log_output: str = "auto"
+    xray_parent: bool = True
+    document_keys: bool = False
     tracer_provider: TracerProvider | None = field(default=None, compare=False)
     meter_provider: MeterProvider | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("tracing", "metrics", "logging", "capture_response", "sentry"):
+        for name in ("tracing", "metrics", "logging", "capture_response", "sentry", "xray_parent", "document_keys"):
             value = getattr(self, name)
             # a string such as "false" is truthy: parse it instead of letting it switch the feature on
             if isinstance(value, str):
@@ -166,6 +172,8 @@ class Telemetry:
             "sentry_dsn": env.get("BATCHLENS_SENTRY_DSN", "").strip() or env.get("SENTRY_DSN") or None,
             "flush": env_choice(env, "BATCHLENS_FLUSH", d.flush, FLUSH_MODES),
             "log_output": env_choice(env, "BATCHLENS_LOG_OUTPUT", d.log_output, LOG_OUTPUTS),
+            "xray_parent": env_bool(env, "BATCHLENS_XRAY_PARENT", d.xray_parent),
+            "document_keys": env_bool(env, "BATCHLENS_DOCUMENT_KEYS", d.document_keys),
         }
         values.update(overrides)
         return cls(**values)

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from batchlens._sources import EventType, Source, source_for
+from batchlens._sources import CURRENT_EVENT, EventType, Source, source_for
 
 if TYPE_CHECKING:
     from batchlens._processor import BasePartialProcessor
@@ -82,10 +82,12 @@ def process_partial_response(
         BatchProcessingError: Every record failed and the processor raises on entire-batch failure.
     """
     records = _records(event, processor)
+    token = CURRENT_EVENT.set(event)  # event-level fields for telemetry (Kafka's bootstrapServers)
     try:
         with processor(records, record_handler, context):
             processor.process()
     finally:
+        CURRENT_EVENT.reset(token)
         _flush(processor, context)
     return processor.response()  # type: ignore[attr-defined, no-any-return]
 
@@ -98,10 +100,12 @@ def async_process_partial_response(
 ) -> PartialItemFailureResponse:
     """Like ``process_partial_response`` for async handlers (``AsyncBatchProcessor``); itself synchronous."""
     records = _records(event, processor)
+    token = CURRENT_EVENT.set(event)  # event-level fields for telemetry (Kafka's bootstrapServers)
     try:
         with processor(records, record_handler, context):
             processor.async_process()
     finally:
+        CURRENT_EVENT.reset(token)
         _flush(processor, context)
     return processor.response()  # type: ignore[attr-defined, no-any-return]
 

@@ -7,9 +7,22 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from contextvars import ContextVar
+from operator import itemgetter, methodcaller
 from typing import Any
 
+from batchlens._source_attributes import (
+    CACHE_SIZE,
+    document_name,
+    iso_time,
+    kafka_carrier,
+    kafka_key,
+    server_attributes,
+    sqs_queue_url,
+)
+
 __all__ = [
+    "CURRENT_EVENT",
     "DYNAMODB",
     "GENERIC",
     "KAFKA",
@@ -18,6 +31,7 @@ __all__ = [
     "EventType",
     "MissingField",
     "Source",
+    "current_event",
     "detect_source",
     "source_for",
 ]
@@ -46,6 +60,16 @@ _KAFKA_TYPE_ERROR = (
 )
 
 
+# The Lambda event being processed by ``process_partial_response``: event-level fields (Kafka's
+# ``bootstrapServers``) are not in the records the processor is given.
+CURRENT_EVENT: ContextVar[Any] = ContextVar("batchlens_event", default=None)
+
+
+def current_event() -> Any:
+    """The Lambda event ``process_partial_response`` is processing in this context, or None."""
+    return CURRENT_EVENT.get()
+
+
 def _nonempty_str(value: Any, field: str) -> str:
     if isinstance(value, str) and value:
         return value
@@ -58,12 +82,14 @@ class Source:
     event_type: EventType | None = None
     messaging_system = "unknown"
     event_source = "unknown"
+    faas_trigger = "pubsub"  # semconv faas.trigger of a Lambda invoked by this source
     id_field = "id"
     data_class_path = ""
 
     def __init__(self) -> None:
         self._data_class: type[Any] | None = None
         self._destinations: dict[str, str | None] = {}
+        self._destination_attributes: dict[str, dict[str, Any]] = {}
 
     # -- records -----------------------------------------------------------------------------------------
     def records_from_event(self, event: Any) -> list[Any]:
@@ -173,6 +199,34 @@ class Source:
                 cache[arn] = name
             return name
 
+    def _attributes_from_arn(self, arn: str) -> dict[str, Any]:
+        return {}
+
+    def destination_attributes(self, raw: Any) -> dict[str, Any]:
+        """Span attributes that follow from the record's source ARN (queue URL, stream, table). Shared: read only."""
+        try:
+            arn = raw.get("eventSourceARN") or raw.get("eventSourceArn")
+        except AttributeError:
+            return {}
+        if not isinstance(arn, str):
+            return {}
+        cache = self._destination_attributes
+        try:
+            return cache[arn]
+        except KeyError:
+            attributes = self._attributes_from_arn(arn)
+            if len(cache) < CACHE_SIZE:
+                cache[arn] = attributes
+            return attributes
+
+    def event_attributes(self, event: Any) -> dict[str, Any]:
+        """Span attributes from event-level fields (outside the records), e.g. Kafka's ``server.address``."""
+        return {}
+
+    def may_carry_producer_context(self, records: list[Any]) -> bool:
+        """False only when no record can carry producer trace context; checked once per batch, in C loops."""
+        return type(self).producer_headers is not Source.producer_headers
+
     def record_attributes(self, raw: Any) -> dict[str, Any]:
         """Source-specific span attributes of one record (set at span start)."""
         out: dict[str, Any] = {}
@@ -182,9 +236,18 @@ class Source:
     def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         """Write the source-specific span attributes of one record into ``into`` (no dict of its own per record)."""
 
+    def add_document_name(self, raw: Any, into: dict[str, Any]) -> None:
+        """Write ``faas.document.name`` (DynamoDB Streams only; opt-in, see ``Telemetry.document_keys``)."""
+
     def producer_headers(self, raw: Any) -> tuple[str | None, Mapping[str, str] | None]:
         """The producer's trace context: (X-Ray trace header, W3C carrier) — None where absent."""
         return None, None
+
+
+_ATTRIBUTES = itemgetter("attributes")
+_GET_XRAY_HEADER = methodcaller("get", "AWSTraceHeader")
+_GET_MESSAGE_ATTRIBUTES = methodcaller("get", "messageAttributes")
+_GET_HEADERS = methodcaller("get", "headers")
 
 
 class _SqsSource(Source):
@@ -208,6 +271,20 @@ class _SqsSource(Source):
     def _name_from_arn(self, arn: str) -> str | None:
         name = arn.rsplit(":", 1)[-1]
         return name or None
+
+    def _attributes_from_arn(self, arn: str) -> dict[str, Any]:
+        url = sqs_queue_url(arn)
+        return {"aws.sqs.queue.url": url} if url is not None else {}
+
+    def may_carry_producer_context(self, records: list[Any]) -> bool:
+        # the common case, no header on any record, in C-level loops: one AWSTraceHeader lookup and one
+        # truthiness test per record instead of a Python call each
+        try:
+            if any(map(_GET_XRAY_HEADER, map(_ATTRIBUTES, records))):
+                return True
+            return any(map(_GET_MESSAGE_ATTRIBUTES, records))
+        except Exception:  # a record of another shape: let the per-record parse sort it out
+            return True
 
     def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         attrs = raw.get("attributes")
@@ -266,6 +343,10 @@ class _KinesisSource(Source):
         _, sep, rest = arn.partition(":stream/")
         return rest.split("/", 1)[0] or None if sep else None
 
+    def _attributes_from_arn(self, arn: str) -> dict[str, Any]:
+        name = self._name_from_arn(arn)
+        return {"aws.kinesis.stream_name": name} if name else {}
+
     def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         event_id = raw.get("eventID")
         if isinstance(event_id, str) and ":" in event_id:
@@ -279,6 +360,7 @@ class _DynamoDBSource(Source):
     event_type = EventType.DynamoDBStreams
     messaging_system = "aws.dynamodb"
     event_source = "aws:dynamodb"
+    faas_trigger = "datasource"
     id_field = "dynamodb.SequenceNumber"
     data_class_path = "batchlens.data_classes.dynamodb.DynamoDBRecord"
 
@@ -295,10 +377,30 @@ class _DynamoDBSource(Source):
         _, sep, rest = arn.partition(":table/")
         return rest.split("/", 1)[0] or None if sep else None
 
+    def _attributes_from_arn(self, arn: str) -> dict[str, Any]:
+        name = self._name_from_arn(arn)
+        return {"faas.document.collection": name} if name else {}
+
     def add_record_attributes(self, raw: Any, into: dict[str, Any]) -> None:
         operation = _DDB_OPERATIONS.get(raw.get("eventName"))
         if operation:
             into["faas.document.operation"] = operation
+        change = raw.get("dynamodb")
+        if type(change) is dict or isinstance(change, Mapping):
+            created = change.get("ApproximateCreationDateTime")
+            if created is not None:
+                text = iso_time(created)
+                if text is not None:
+                    into["faas.document.time"] = text
+
+    def add_document_name(self, raw: Any, into: dict[str, Any]) -> None:
+        """Write ``faas.document.name``: the item's keys as ``name=value,...``."""
+        change = raw.get("dynamodb")
+        keys = change.get("Keys") if type(change) is dict or isinstance(change, Mapping) else None
+        if type(keys) is dict or isinstance(keys, Mapping):
+            name = document_name(keys)
+            if name:
+                into["faas.document.name"] = name
 
 
 class _KafkaSource(Source):
@@ -353,6 +455,33 @@ class _KafkaSource(Source):
         partition = raw.get("partition")
         if partition is not None:
             into["messaging.destination.partition.id"] = str(partition)
+        offset = raw.get("offset")
+        if type(offset) is int:
+            into["messaging.kafka.offset"] = offset
+        key = raw.get("key")
+        if key:
+            text = kafka_key(key)
+            if text is not None:
+                into["messaging.kafka.message.key"] = text
+        if "value" in raw and raw["value"] is None:
+            into["messaging.kafka.message.tombstone"] = True
+
+    def event_attributes(self, event: Any) -> dict[str, Any]:
+        try:
+            servers = event.get("bootstrapServers")
+        except AttributeError:
+            return {}
+        return server_attributes(servers) if isinstance(servers, str) else {}
+
+    def may_carry_producer_context(self, records: list[Any]) -> bool:
+        try:
+            return any(map(_GET_HEADERS, records))
+        except Exception:
+            return True
+
+    def producer_headers(self, raw: Any) -> tuple[str | None, Mapping[str, str] | None]:
+        headers = raw.get("headers")
+        return None, kafka_carrier(headers) if headers else None
 
 
 class _GenericSource(Source):

@@ -195,13 +195,14 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
 
     def run(event: dict[str, Any]) -> dict[str, Any]:
         records = event["Records"]
-        queue = records[0]["eventSourceARN"].rsplit(":", 1)[-1]
+        _, _, _, region, account, queue = records[0]["eventSourceARN"].split(":")
         name = f"process {queue}"
         common = {
             "messaging.system": "aws_sqs",
             "messaging.operation.name": "process",
             "messaging.operation.type": "process",
             "messaging.destination.name": queue,
+            "aws.sqs.queue.url": f"https://sqs.{region}.amazonaws.com/{account}/{queue}",
         }
         batch_start = perf_ns()
         outcome_attributes = {"messaging.system": "aws_sqs", "messaging.destination.name": queue}

@@ -7,6 +7,11 @@ Span layout (the names are a contract, see the README's telemetry reference)::
 
     process {destination}   batch span: messaging.batch.message_count, links to every producer
     └── process {destination}   record span: messaging.message.id, ...; current while the handler runs
+
+The batch span joins the invocation: its parent is the current span, else the invocation's sampled X-Ray trace
+(``_X_AMZN_TRACE_ID``, the semantic conventions' rule for Lambda). When the current span is already a batch-level
+``process ...`` CONSUMER span (opentelemetry-instrumentation-aws-lambda creates one for SQS events), batchlens
+adopts it as the batch span instead of starting a second one, and leaves ending it to its owner.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from batchlens._observer import SKIPPED
-from batchlens._sources import Source
+from batchlens._sources import Source, current_event
 from batchlens._telemetry._errors import error_type, exception_event, exception_message, format_exception
 from batchlens._telemetry._providers import is_noop_tracer_provider, span_link_limit, tracer_provider
-from batchlens._telemetry._xray import parse_xray_header
+from batchlens._telemetry._xray import invocation_parent, parse_xray_header
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -33,14 +38,15 @@ if TYPE_CHECKING:
     from batchlens._observer import BatchInfo, RecordInfo
     from batchlens._telemetry.capture import CaptureBudget
 
-__all__ = ["CAPTURE_BUDGET_KEY", "TracingObserver", "format_exception", "producer_contexts"]
+__all__ = ["CAPTURE_BUDGET_KEY", "SCHEMA_URL", "TracingObserver", "format_exception", "producer_contexts"]
 
 TRACER_NAME = "batchlens"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+"""The semantic conventions version batchlens' attribute names follow (checked against the semconv package)."""
 CAPTURE_BUDGET_KEY = "batchlens.capture_budget"
 """Key in ``BatchInfo.extra`` of the batch's response-capture budget (when capture is on)."""
 
 _STATE_KEY = "batchlens.tracing"
-_MAX_STATUS_LENGTH = 1024  # a BatchProcessingError's text embeds every child traceback
 
 # attribute names (OpenTelemetry messaging semantic conventions, plus batchlens.* for our own)
 MESSAGING_SYSTEM = "messaging.system"
@@ -53,6 +59,13 @@ ERROR_TYPE = "error.type"
 BATCH_FAILURE_COUNT = "batchlens.batch.failure_count"
 BATCH_SUCCESS_COUNT = "batchlens.batch.success_count"
 OTHER_ERROR = "_OTHER"  # semconv's error.type when there is no exception to name
+FAAS_TRIGGER = "faas.trigger"
+FAAS_INVOCATION_ID = "faas.invocation_id"
+CLOUD_RESOURCE_ID = "cloud.resource_id"
+CLOUD_ACCOUNT_ID = "cloud.account.id"
+INVOKED_ARN = "aws.lambda.invoked_arn"
+
+_CACHE_SIZE = 64  # (source, destination) pairs and invoked ARNs one processor keeps constant attributes for
 
 
 class _BatchState:
@@ -62,7 +75,9 @@ class _BatchState:
         "batch_links",
         "budget",
         "context",
+        "document_keys",
         "name",
+        "owned",
         "parsed",
         "producers",
         "records",
@@ -90,6 +105,9 @@ class _BatchState:
         self.records: list[Any] = []
         self.thread = threading.get_ident()
         self.budget: CaptureBudget | None = None
+        # False when the batch span is an adopted span of the Lambda instrumentation: its owner ends it
+        self.owned = True
+        self.document_keys = False
 
 
 def producer_contexts(xray_header: str | None, carrier: Mapping[str, str] | None) -> list[SpanContext]:
@@ -137,15 +155,42 @@ def _extract_w3c(carrier: Mapping[str, str]) -> SpanContext | None:
     return span_context if span_context.is_valid else None
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= _MAX_STATUS_LENGTH else text[: _MAX_STATUS_LENGTH - 3] + "..."
-
-
 _CONSUMER = SpanKind.CONSUMER
 _ERROR_STATUS = Status(StatusCode.ERROR)
 _attach = otel_context.attach
 _detach = otel_context.detach
 _set_span_in_context = trace.set_span_in_context
+
+
+def _adoptable(span: Any) -> bool:
+    """Whether the current span is another instrumentation's batch span (``process <queue>``, CONSUMER)."""
+    if not span.is_recording() or getattr(span, "kind", None) is not _CONSUMER:
+        return False
+    name = getattr(span, "name", None)
+    if not isinstance(name, str) or not name.startswith("process"):
+        return False
+    # never a span of batchlens' own: a processor run inside a record's handler nests under the record span
+    scope = getattr(span, "instrumentation_scope", None)
+    return getattr(scope, "name", None) != TRACER_NAME
+
+
+def _lambda_attributes(context: Any, trigger: str) -> dict[str, Any]:
+    """The batch span's constant attributes of a Lambda context: trigger, invoked ARN, resource id, account."""
+    out: dict[str, Any] = {FAAS_TRIGGER: trigger}
+    arn = getattr(context, "invoked_function_arn", None)
+    if isinstance(arn, str) and arn:
+        out[INVOKED_ARN] = arn
+        parts = arn.split(":")
+        if len(parts) >= 7 and parts[0] == "arn" and parts[2] == "lambda":
+            # semconv: the function ARN with any alias replaced by the version that runs
+            resource = ":".join(parts[:7])
+            version = getattr(context, "function_version", None)
+            if isinstance(version, str) and version and version != "$LATEST":
+                resource = f"{resource}:{version}"
+            out[CLOUD_RESOURCE_ID] = resource
+            if parts[4]:
+                out[CLOUD_ACCOUNT_ID] = parts[4]
+    return out
 
 
 def _load_capture(telemetry: Telemetry) -> Any:
@@ -167,54 +212,132 @@ class TracingObserver:
         self._tracer: Tracer | None = None
         self._link_limit = span_link_limit()
         self._capture = _load_capture(telemetry) if telemetry.capture_response else None
+        # constant attributes, built once: (record span name, attributes) per source and destination, and the
+        # Lambda context's per invoked ARN
+        self._constants: dict[tuple[Any, ...], tuple[str | None, dict[str, Any]]] = {}
+        self._lambda: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def _tracer_for(self, provider: TracerProvider) -> Tracer:
         tracer = self._tracer
         if tracer is None or provider is not self._provider:
             import batchlens
 
-            tracer = provider.get_tracer(TRACER_NAME, getattr(batchlens, "__version__", None))
+            tracer = provider.get_tracer(TRACER_NAME, getattr(batchlens, "__version__", None), schema_url=SCHEMA_URL)
             self._tracer = tracer
             self._provider = provider
         return tracer
 
     # -- batch -------------------------------------------------------------------------------------------
     def batch_start(self, batch: BatchInfo) -> None:
-        """Start the batch span, linked to the producers, and make it current."""
+        """Start the batch span (or adopt the instrumentation's), linked to the producers, and make it current."""
         provider = tracer_provider(self._telemetry)
         if is_noop_tracer_provider(provider):
             self._provider = provider
             return
         tracer = self._tracer_for(provider)
         source = batch.source
-        destination = batch.destination
-        template: dict[str, Any] = {
-            MESSAGING_SYSTEM: source.messaging_system,
-            OPERATION_NAME: "process",
-            OPERATION_TYPE: "process",
-        }
-        if destination is not None:
-            template[DESTINATION_NAME] = destination
-        name = f"process {destination or source.messaging_system}"
-        state = _BatchState(tracer, source, name if destination is not None else None, template)
+        name, template = self._constants_for(source, batch.destination, batch.records)
+        state = _BatchState(tracer, source, name, template)
         state.records = batch.records
+        state.document_keys = self._telemetry.document_keys
         batch.extra[_STATE_KEY] = state
         if self._capture is not None:
             state.budget = batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
         self._producer_links(batch, state)
-        attributes = dict(template)
+        attributes = template.copy()
         attributes[BATCH_MESSAGE_COUNT] = batch.size
-        span = tracer.start_span(name, kind=SpanKind.CONSUMER, attributes=attributes, links=state.batch_links)
+        lambda_context = batch.lambda_context
+        if lambda_context is not None:
+            attributes.update(self._lambda_constants(lambda_context, source.faas_trigger))
+            request_id = getattr(lambda_context, "aws_request_id", None)
+            if isinstance(request_id, str) and request_id:
+                attributes[FAAS_INVOCATION_ID] = request_id
+        current = trace.get_current_span()
+        parent: Context | None = None
+        if not current.get_span_context().is_valid:
+            if self._telemetry.xray_parent:
+                parent = invocation_parent()
+        elif _adoptable(current):
+            self._adopt(batch, state, current, attributes)
+            return
+        span_name = name or f"process {source.messaging_system}"
+        span = tracer.start_span(
+            span_name, context=parent, kind=_CONSUMER, attributes=attributes, links=state.batch_links
+        )
         batch.span = span
-        ctx = trace.set_span_in_context(span)
+        ctx = _set_span_in_context(span)
         state.context = ctx
-        batch.token = otel_context.attach(ctx)
+        batch.token = _attach(ctx)
+
+    @staticmethod
+    def _adopt(batch: BatchInfo, state: _BatchState, span: Any, attributes: dict[str, Any]) -> None:
+        """Make the current CONSUMER span the batch span: add attributes and links; its owner ends it."""
+        span.set_attributes(attributes)
+        add_link = getattr(span, "add_link", None)  # API >= 1.23; SDK spans accept links after start
+        if add_link is not None and state.batch_links:
+            present = {(link.context.trace_id, link.context.span_id) for link in getattr(span, "links", ())}
+            for link in state.batch_links:
+                if (link.context.trace_id, link.context.span_id) not in present:
+                    add_link(link.context, link.attributes)
+        state.owned = False
+        batch.span = span
+        state.context = _set_span_in_context(span)  # already current: nothing to attach
+
+    def _constants_for(
+        self, source: Source, destination: str | None, records: list[Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        """(record span name, attributes of every span) that do not change between batches of a destination."""
+        event_attributes: dict[str, Any] | None = None
+        if type(source).event_attributes is not Source.event_attributes:
+            event = current_event()
+            if event is not None:
+                event_attributes = source.event_attributes(event)
+        first = records[0] if records and destination is not None else None
+        arn = None
+        if first is not None:
+            try:
+                arn = first.get("eventSourceARN") or first.get("eventSourceArn")
+            except AttributeError:
+                arn = None
+        key = (source, destination, arn, tuple(event_attributes.items()) if event_attributes else None)
+        constants = self._constants.get(key)
+        if constants is None:
+            template: dict[str, Any] = {
+                MESSAGING_SYSTEM: source.messaging_system,
+                OPERATION_NAME: "process",
+                OPERATION_TYPE: "process",
+            }
+            if destination is not None:
+                template[DESTINATION_NAME] = destination
+                template.update(source.destination_attributes(first))
+            if event_attributes:
+                template.update(event_attributes)
+            # None when records have different destinations: each record span then names its own
+            name = f"process {destination}" if destination is not None else None
+            constants = (name, template)
+            if len(self._constants) < _CACHE_SIZE:
+                self._constants[key] = constants
+        return constants
+
+    def _lambda_constants(self, context: Any, trigger: str) -> dict[str, Any]:
+        key = (getattr(context, "invoked_function_arn", None), getattr(context, "function_version", None), trigger)
+        try:
+            return self._lambda[key]
+        except (KeyError, TypeError):
+            pass
+        attributes = _lambda_attributes(context, trigger)
+        try:
+            if len(self._lambda) < _CACHE_SIZE:
+                self._lambda[key] = attributes
+        except TypeError:  # an unhashable field on a home-made context
+            pass
+        return attributes
 
     def _producer_links(self, batch: BatchInfo, state: _BatchState) -> None:
         """Collect the batch span's links (up to the link limit) from the first records' producer contexts."""
         source = batch.source
-        if type(source).producer_headers is Source.producer_headers:
-            return  # this source never carries producer context
+        if not source.may_carry_producer_context(batch.records):
+            return  # no record carries a producer header: nothing to parse now or per record
         state.producers = True
         limit = self._link_limit
         batch_links = state.batch_links
@@ -242,6 +365,7 @@ class TracingObserver:
         span: Span | None = batch.span
         if span is None:
             return
+        owned = state is None or state.owned
         try:
             if span.is_recording():
                 span.set_attributes(
@@ -258,7 +382,8 @@ class TracingObserver:
                         description = "All records failed processing"
                     span.set_status(Status(StatusCode.ERROR, description))
         finally:
-            span.end()
+            if owned:
+                span.end()
 
     # -- records -----------------------------------------------------------------------------------------
     def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
@@ -276,11 +401,14 @@ class TracingObserver:
             destination = source.destination(raw)
             if destination is not None:
                 attributes[DESTINATION_NAME] = destination
+                attributes.update(source.destination_attributes(raw))
             name = f"process {destination or source.messaging_system}"
         message_id = source.message_id(raw)
         if message_id is not None:
             attributes[MESSAGE_ID] = message_id
         source.add_record_attributes(raw, attributes)
+        if state.document_keys:
+            source.add_document_name(raw, attributes)
         links = None
         if state.producers:
             index = record.index
