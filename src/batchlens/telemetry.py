@@ -17,7 +17,7 @@ Example::
         try:
             return process_partial_response(event, record_handler, processor, context)
         finally:
-            telemetry.flush()  # a frozen Lambda sandbox loses whatever was not exported
+            telemetry.flush(context=context)  # within the remaining time: a frozen sandbox loses what is queued
 """
 
 from __future__ import annotations
