@@ -37,7 +37,7 @@ from batchlens import (
     batch_processor,
     process_partial_response,
 )
-from batchlens._telemetry._flush import flush_budget_ms, flush_within
+from batchlens._telemetry._flush import FlushTask, flush_budget_ms, flush_within
 from batchlens.telemetry import configure
 from batchlens.testing import lambda_context, sqs_event
 from batchlens.warnings import BatchlensDeprecationWarning
@@ -163,8 +163,9 @@ def cut_reports(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "batchlens" and "flush cut" in r.getMessage()]
 
 
-def live_flush_threads(name: str) -> int:
-    return sum(1 for t in threading.enumerate() if t.name == FLUSH_THREAD + name and t.is_alive())
+def flush_threads(name: str) -> set[threading.Thread]:
+    """The live flush workers for ``name`` (workers of earlier tests included: they idle for a minute)."""
+    return {t for t in threading.enumerate() if t.name == FLUSH_THREAD + name and t.is_alive()}
 
 
 # -- the budget -----------------------------------------------------------------------------------------------------
@@ -269,6 +270,7 @@ def test_invocations_after_a_cut_flush_work_and_export_once_the_exporter_recover
     )
     processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
     caplog.set_level(logging.WARNING, logger="batchlens")
+    before = {name: flush_threads(name) for name in ("tracer_provider", "meter_provider")}
 
     def invoke(seed: int) -> tuple[dict[str, Any], float]:
         event = sqs_event(["ok", "fail"], seed=seed)
@@ -282,8 +284,8 @@ def test_invocations_after_a_cut_flush_work_and_export_once_the_exporter_recover
         assert len(response["batchItemFailures"]) == 1
     assert len(cut_reports(caplog)) == 3
     # a stuck target keeps one flush thread, not one per invocation
-    assert live_flush_threads("tracer_provider") == 1
-    assert live_flush_threads("meter_provider") == 1
+    assert len(flush_threads("tracer_provider") - before["tracer_provider"]) == 1
+    assert len(flush_threads("meter_provider") - before["meter_provider"]) == 1
 
     hanging.recover()
     slow_metrics.release.set()
@@ -294,6 +296,17 @@ def test_invocations_after_a_cut_flush_work_and_export_once_the_exporter_recover
     # every span of the four invocations (a batch span and two record spans each) has now been exported
     assert len(hanging.spans) == 12
     assert slow_metrics.record_counts() == 4
+
+
+def test_processors_built_per_invocation_share_flush_workers(tracer_provider, meter_provider):
+    """Fifty processors (one per invocation) over the same providers start no thread per processor."""
+    names = ("tracer_provider", "meter_provider", "LoggingObserver", "logs")
+    before = {name: flush_threads(name) for name in names}
+    telemetry = Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    for seed in range(50):
+        processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
+        process_partial_response(sqs_event(count=1, seed=seed), handler, processor, lambda_context(frozen=True))
+    assert all(len(flush_threads(name) - before[name]) <= 1 for name in names)
 
 
 # -- a collector that accepts connections and never answers ---------------------------------------------------------
@@ -401,7 +414,11 @@ def test_flush_within_runs_tasks_at_once_and_passes_the_time_left():
         raise RuntimeError("exporter broke")
 
     targets = [object(), object(), object()]
-    tasks = [("a", targets[0], recording("a")), ("b", targets[1], recording("b")), ("c", targets[2], raising)]
+    tasks = [
+        FlushTask("a", targets[0], recording("a")),
+        FlushTask("b", targets[1], recording("b")),
+        FlushTask("c", targets[2], raising),
+    ]
     cut, elapsed = timed(lambda: flush_within(tasks, 1000, on_error=lambda i, e: errors.append((i, str(e)))))
     assert cut == []
     assert elapsed < 0.55, elapsed  # 2 x 0.3 s sequentially
@@ -409,10 +426,36 @@ def test_flush_within_runs_tasks_at_once_and_passes_the_time_left():
     assert errors == [(2, "exporter broke")]
 
 
+def test_one_target_runs_one_flush_and_at_most_one_waits():
+    """Flushes of a stuck target do not pile up: later requests join the one waiting, which runs after recovery."""
+    release = threading.Event()
+    calls: list[str] = []
+    target = object()
+
+    def stuck(timeout: int) -> None:
+        calls.append("stuck")
+        release.wait(30)
+
+    def later(label: str) -> Any:
+        return lambda timeout: calls.append(label)
+
+    try:
+        assert flush_within([FlushTask("tracer_provider", target, stuck)], 100) == ["tracer_provider"]
+        for label in ("second", "third", "fourth"):
+            assert flush_within([FlushTask("tracer_provider", target, later(label))], 50) == ["tracer_provider"]
+        assert calls == ["stuck"]
+    finally:
+        release.set()
+    assert flush_within([FlushTask("tracer_provider", target, later("fifth"))], 1000) == []
+    # the waiting flush ran once for the three that joined it; "fifth" ran, or joined it if it had not started
+    assert calls[:2] == ["stuck", "second"]
+    assert calls[2:] in ([], ["fifth"])
+
+
 def test_no_time_left_cuts_without_starting_anything(caplog):
     """A budget of 0 ms starts no flush and reports every target as cut."""
     calls: list[int] = []
     caplog.set_level(logging.WARNING, logger="batchlens")
-    assert flush_within([("tracer_provider", object(), calls.append)], 0) == ["tracer_provider"]
+    assert flush_within([FlushTask("tracer_provider", object(), calls.append)], 0) == ["tracer_provider"]
     assert calls == []
     assert len(cut_reports(caplog)) == 1

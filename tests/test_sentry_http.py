@@ -120,12 +120,12 @@ def record_span(exporter: InMemorySpanExporter, message_id: str) -> ReadableSpan
     return span
 
 
-def run_batch(provider: TracerProvider, *, dsn: str | None = None, remaining_ms: int = 3000) -> Any:
+def run_batch(provider: TracerProvider, *, dsn: str | None = None) -> Any:
     telemetry = Telemetry(
         tracing=True, metrics=False, logging=False, sentry=True, sentry_dsn=dsn, tracer_provider=provider
     )
     event = sqs_event(["ok", "fail"], seed=7)
-    context = lambda_context(remaining_ms=remaining_ms, frozen=True, aws_request_id=REQUEST_ID)
+    context = lambda_context(remaining_ms=3000, frozen=True, aws_request_id=REQUEST_ID)
     process_partial_response(event, handler, BatchProcessor(EventType.SQS, telemetry=telemetry), context)
     return event
 
@@ -276,9 +276,13 @@ def test_sentry_flush_shares_the_one_deadline(ingest):
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Hanging()))
+    sentry_sdk.init(dsn=dsn, default_integrations=False)
+    telemetry = Telemetry(tracing=True, metrics=False, logging=False, sentry=True, tracer_provider=provider)
+    processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
+    context = lambda_context(remaining_ms=2000, frozen=True, aws_request_id=REQUEST_ID)
     try:
         started = time.monotonic()
-        run_batch(provider, dsn=dsn, remaining_ms=2000)
+        process_partial_response(sqs_event(["ok", "fail"], seed=13), handler, processor, context)
         elapsed = time.monotonic() - started
     finally:
         gate.set()

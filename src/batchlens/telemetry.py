@@ -77,6 +77,7 @@ __all__ = [
 _logger = logging.getLogger("batchlens.telemetry")
 _PROVIDERS = ("tracer_provider", "meter_provider")
 
+
 class TelemetryHandle:
     """The pipelines :func:`configure` built, and the way to flush and stop them.
 
@@ -147,15 +148,19 @@ class TelemetryHandle:
 
             return flush
 
+        tasks = [
+            FlushTask(_PROVIDERS[0], self.tracer_provider, flushing(_PROVIDERS[0], self.tracer_provider)),
+            FlushTask(_PROVIDERS[1], self.meter_provider, flushing(_PROVIDERS[1], self.meter_provider)),
+        ]
+        errors: list[int] = []
+
         def failed(index: int, exc: BaseException) -> None:
+            errors.append(index)
             _logger.error("batchlens.telemetry: flushing %s failed", _PROVIDERS[index], exc_info=exc)
 
-        tasks: list[FlushTask] = [
-            (_PROVIDERS[0], self.tracer_provider, flushing(_PROVIDERS[0], self.tracer_provider)),
-            (_PROVIDERS[1], self.meter_provider, flushing(_PROVIDERS[1], self.meter_provider)),
-        ]
         cut = flush_within(tasks, flush_budget_ms(context, cap), on_error=failed)
-        return not cut and all(outcome.get(name, False) for name in _PROVIDERS)
+        # no outcome: the flush joined one a processor had asked for, which completed
+        return not cut and not errors and all(outcome.get(name, True) for name in _PROVIDERS)
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
         """Flush and stop both providers and the ``/metrics`` server. Calling it again does nothing.
@@ -174,10 +179,11 @@ class TelemetryHandle:
         def failed(index: int, exc: BaseException) -> None:
             _logger.error("batchlens.telemetry: shutting down the %s failed", _PROVIDERS[index], exc_info=exc)
 
+        # targets of their own: a shutdown never joins a waiting flush
         flush_within(
             [
-                (_PROVIDERS[0], tracer_provider, lambda timeout: tracer_provider.shutdown()),
-                (_PROVIDERS[1], meter_provider, lambda timeout: meter_provider.shutdown(timeout)),
+                FlushTask(_PROVIDERS[0], object(), lambda timeout: tracer_provider.shutdown()),
+                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout)),
             ],
             max(1, int(timeout_millis)),
             on_error=failed,

@@ -3,15 +3,15 @@
 The SDK's ``force_flush`` calls do not always honour their timeout: ``BatchSpanProcessor.force_flush`` waits for
 an export in progress, and an OTLP exporter facing a collector that accepts connections and never answers waits
 for its own (10 s) timeout. Holding the handler that long times the invocation out, and Lambda retries the whole
-batch. So each pipeline is flushed on a daemon thread, all of them at once, and the caller waits for them only
-until the shared deadline. A flush still running at the deadline is abandoned, not stopped: it finishes on its own
-when the exporter answers or gives up.
+batch. So each target (tracer provider, meter provider, Sentry) is flushed by a daemon worker of its own, all of
+them at once, and the caller waits for them only until the shared deadline. A flush still running at the deadline
+is abandoned, not stopped: it finishes on its own when the exporter answers or gives up.
 
-At most one flush per target (provider, Sentry client) runs at a time. When the next flush arrives while an
-abandoned one is still stuck, no second thread is started to queue behind the same lock; the caller waits (within
-its own deadline) for the running one and starts a fresh flush if it ends in time. A stuck exporter therefore
-costs one thread per target, not one per invocation, and the batch processor's queue keeps taking spans, which
-the resumed export sends once the exporter recovers.
+One worker per target runs one flush at a time, with at most one more waiting. A flush asked for while the
+previous one is stuck waits behind it (within its caller's deadline) and joins the one already waiting, so a stuck
+exporter costs one thread per target and no backlog, however many invocations pass; the batch processor's queue
+keeps taking spans, and the waiting flush exports them once the exporter recovers. Workers are reused across
+invocations (starting a thread per flush would cost more than the flush) and end after a minute without work.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["DEFAULT_FLUSH_MS", "FLUSH_SAFETY_MARGIN_MS", "FlushTask", "flush_budget_ms", "flush_within"]
 
@@ -33,13 +33,82 @@ DEFAULT_FLUSH_MS = 5000
 
 _log = logging.getLogger("batchlens")
 
-FlushTask = tuple[str, object, Callable[[int], object]]
-"""``(name, target, flush)``: a name for the report, the object flushed (one flush at a time per target) and a
-callable taking the timeout in milliseconds."""
+
+class FlushTask(NamedTuple):
+    """One thing to flush.
+
+    Attributes:
+        name: How the cut report names it (``tracer_provider``, ``meter_provider``, ``sentry``).
+        target: What it flushes; flushes of the same target are interchangeable, so one waiting is enough.
+        flush: Called with the milliseconds left.
+        lane: The worker that runs it (default: one per target); targets sharing a lane are flushed one
+            after the other.
+    """
+
+    name: str
+    target: object
+    flush: Callable[[int], object]
+    lane: object = None
+
+
+_IDLE_S = 60.0
+"""A worker with nothing to flush for this long ends (and lets go of its lane)."""
 
 _lock = threading.Lock()
-# target id -> (target, thread): only flushes still running are listed; each removes itself when it ends
-_running: dict[int, tuple[object, threading.Thread]] = {}
+_workers: dict[int, _Worker] = {}  # id(lane) -> its worker, while the worker lives
+
+
+class _Request:
+    """One flush asked of a worker; callers wait on ``done`` until their deadline."""
+
+    __slots__ = ("deadline", "done", "errors", "flush", "target")
+
+    def __init__(self, target: object, flush: Callable[[int], object], deadline: float) -> None:
+        self.target = target
+        self.flush = flush
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.errors: list[BaseException] = []
+
+
+class _Worker:
+    """Runs the flushes of one lane on a daemon thread, one at a time; at most one waits per target."""
+
+    __slots__ = ("key", "lane", "pending", "thread", "wake")
+
+    def __init__(self, name: str, lane: object) -> None:
+        self.key = id(lane)
+        self.lane = lane  # keeps id(lane) from being reused while the worker lives
+        self.pending: dict[int, _Request] = {}  # id(target) -> request, oldest first
+        self.wake = threading.Condition(_lock)
+        self.thread = threading.Thread(target=self._loop, name=f"batchlens-flush-{name}", daemon=True)
+
+    def submit(self, target: object, flush: Callable[[int], object], deadline: float) -> _Request:
+        """Queue a flush (called with ``_lock`` held); joins the one already waiting for ``target``, if any."""
+        request = self.pending.get(id(target))
+        if request is not None:
+            request.deadline = max(request.deadline, deadline)
+            return request
+        request = self.pending[id(target)] = _Request(target, flush, deadline)
+        self.wake.notify()
+        return request
+
+    def _loop(self) -> None:
+        while True:
+            with _lock:
+                while not self.pending:
+                    if not self.wake.wait(_IDLE_S) and not self.pending:
+                        del _workers[self.key]
+                        return
+                request = self.pending.pop(next(iter(self.pending)))
+            left_ms = round((request.deadline - time.monotonic()) * 1000)
+            # a flush that starts after every caller gave up still exports, with a budget of its own
+            try:
+                request.flush(left_ms if left_ms > 0 else DEFAULT_FLUSH_MS)
+            except Exception as exc:  # reported by the callers still waiting
+                request.errors.append(exc)
+            finally:
+                request.done.set()
 
 
 def flush_budget_ms(context: Any = None, cap_ms: int = DEFAULT_FLUSH_MS) -> int:
@@ -64,40 +133,14 @@ def flush_budget_ms(context: Any = None, cap_ms: int = DEFAULT_FLUSH_MS) -> int:
     return max(0, min(budget, int(remaining) - FLUSH_SAFETY_MARGIN_MS))
 
 
-def _remaining_s(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
-
-
-def _run(key: int, flush: Callable[[int], object], timeout_ms: int, errors: list[BaseException]) -> None:
-    try:
-        flush(timeout_ms)
-    except Exception as exc:  # reported by the caller when it is still waiting
-        errors.append(exc)
-    finally:
-        with _lock:
-            entry = _running.get(key)
-            if entry is not None and entry[1] is threading.current_thread():
-                del _running[key]
-
-
-def _start(
-    name: str, target: object, flush: Callable[[int], object], deadline: float
-) -> tuple[threading.Thread, list[BaseException], bool]:
-    """Start ``flush`` on a daemon thread: ``(thread, errors, True)``; or, when a flush of ``target`` is still
-    running, leave it alone and return ``(its thread, [], False)``."""
-    key = id(target)
-    errors: list[BaseException] = []
-    timeout_ms = round(_remaining_s(deadline) * 1000)
-    thread = threading.Thread(
-        target=_run, args=(key, flush, timeout_ms, errors), name=f"batchlens-flush-{name}", daemon=True
-    )
+def _submit(task: FlushTask, deadline: float) -> _Request:
+    lane = task.target if task.lane is None else task.lane
     with _lock:
-        entry = _running.get(key)
-        if entry is not None and entry[1].is_alive():
-            return entry[1], [], False
-        _running[key] = (target, thread)
-        thread.start()
-    return thread, errors, True
+        worker = _workers.get(id(lane))
+        if worker is None:
+            worker = _workers[id(lane)] = _Worker(task.name, lane)
+            worker.thread.start()
+        return worker.submit(task.target, task.flush, deadline)
 
 
 def flush_within(
@@ -110,7 +153,7 @@ def flush_within(
     A cut flush is reported with one warning on the ``batchlens`` logger naming the cut targets.
 
     Args:
-        tasks: ``(name, target, flush)`` triples; ``flush`` is called with the milliseconds left.
+        tasks: What to flush; each ``flush`` is called with the milliseconds left.
         budget_ms: Wall-clock budget shared by all tasks.
         on_error: Called with the index (in ``tasks``) and exception of a flush that raised within the budget;
             without it the exception is logged.
@@ -118,41 +161,29 @@ def flush_within(
     Returns:
         The names of the flushes still running at the deadline (empty when everything finished).
     """
-    deadline = time.monotonic() + max(0, budget_ms) / 1000
     cut: list[str] = []
     if budget_ms <= 0:
-        cut = [name for name, _, _ in tasks]
+        cut = [task.name for task in tasks]
         if cut:
             _report(cut, budget_ms, "no time was left to flush")
         return cut
-    started: list[tuple[int, threading.Thread, list[BaseException]]] = []
-    waiting: list[tuple[int, threading.Thread]] = []
-    for index, (name, target, flush) in enumerate(tasks):
-        thread, errors, fresh = _start(name, target, flush, deadline)
-        if fresh:
-            started.append((index, thread, errors))
-        else:
-            waiting.append((index, thread))
-    # a flush of the same target is still running (abandoned by an earlier invocation): wait for it, then flush
-    for index, previous in waiting:
-        previous.join(_remaining_s(deadline))
-        if previous.is_alive():
-            cut.append(tasks[index][0])
-            continue
-        thread, errors, _ = _start(*tasks[index], deadline)
-        started.append((index, thread, errors))
-    for index, thread, errors in started:
-        thread.join(_remaining_s(deadline))
-        if thread.is_alive():
-            cut.append(tasks[index][0])
-        elif errors:
+    deadline = time.monotonic() + budget_ms / 1000
+    requests = [_submit(task, deadline) for task in tasks]
+    for index, request in enumerate(requests):
+        if not request.done.wait(_remaining_s(deadline)):
+            cut.append(tasks[index].name)
+        elif request.errors:
             if on_error is not None:
-                on_error(index, errors[0])
+                on_error(index, request.errors[0])
             else:
-                _log.warning("batchlens: flushing %s failed", tasks[index][0], exc_info=errors[0])
+                _log.warning("batchlens: flushing %s failed", tasks[index].name, exc_info=request.errors[0])
     if cut:
         _report(cut, budget_ms, "an exporter did not finish in time")
     return cut
+
+
+def _remaining_s(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def _report(cut: list[str], budget_ms: int, why: str) -> None:
@@ -178,11 +209,13 @@ def observer_task(observer: Any) -> FlushTask:
     """The flush task of one observer: named after what it flushes, keyed by the provider or client it flushes.
 
     Processors built per invocation have new observers each time but share the providers; keying by the provider
-    keeps a stuck provider at one flush thread however many processors flush it.
+    keeps a stuck provider at one flush thread however many processors flush it. Other observers (the log
+    observer, custom ones) get one worker per class.
     """
     kind = type(observer).__name__
     name = _OBSERVER_NAMES.get(kind, kind)
     target: object = observer
+    lane: object = type(observer)  # observers of one kind share a worker, whatever processor they belong to
     telemetry = getattr(observer, "_telemetry", None)
     try:
         if name == "tracer_provider" and telemetry is not None:
@@ -197,4 +230,6 @@ def observer_task(observer: Any) -> FlushTask:
             target = getattr(observer, "_sdk", observer)
     except Exception:
         target = observer
-    return name, target, observer.flush
+    if target is not observer:
+        lane = target
+    return FlushTask(name, target, observer.flush, lane)
