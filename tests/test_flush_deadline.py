@@ -459,3 +459,17 @@ def test_no_time_left_cuts_without_starting_anything(caplog):
     assert flush_within([FlushTask("tracer_provider", object(), calls.append)], 0) == ["tracer_provider"]
     assert calls == []
     assert len(cut_reports(caplog)) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_flushes_with_workers_of_its_own():
+    """After a fork (the parent's workers do not exist in the child), the child's flushes still complete."""
+    done: list[str] = []
+    target = object()
+    assert flush_within([FlushTask("tracer_provider", target, lambda timeout: done.append("parent"))], 1000) == []
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        cut = flush_within([FlushTask("tracer_provider", target, lambda timeout: done.append("child"))], 1000)
+        os._exit(0 if cut == [] and done == ["parent", "child"] else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

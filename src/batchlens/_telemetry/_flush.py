@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,17 @@ _IDLE_S = 60.0
 
 _lock = threading.Lock()
 _workers: dict[int, _Worker] = {}  # id(lane) -> its worker, while the worker lives
+
+
+def _forget_workers_in_child() -> None:
+    # a forked child has none of the parent's threads, and the lock may have been held at the fork
+    global _lock
+    _lock = threading.Lock()
+    _workers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers_in_child)
 
 
 class _Request:
@@ -137,7 +149,7 @@ def _submit(task: FlushTask, deadline: float) -> _Request:
     lane = task.target if task.lane is None else task.lane
     with _lock:
         worker = _workers.get(id(lane))
-        if worker is None:
+        if worker is None or not worker.thread.is_alive():
             worker = _workers[id(lane)] = _Worker(task.name, lane)
             worker.thread.start()
         return worker.submit(task.target, task.flush, deadline)
