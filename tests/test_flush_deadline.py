@@ -462,6 +462,7 @@ def test_no_time_left_cuts_without_starting_anything(caplog):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_flushes_with_workers_of_its_own():
     """After a fork (the parent's workers do not exist in the child), the child's flushes still complete."""
     done: list[str] = []
