@@ -44,7 +44,7 @@ from batchlens.warnings import BatchlensDeprecationWarning
 
 # 2,000 ms remaining leaves a 1,700 ms budget; 100 ms on top covers the batch itself and a loaded machine.
 LIMIT_S = 1.8
-FLUSH_THREAD = "batchlens-flush-"
+FLUSH_THREAD = "BatchlensFlush-"
 
 
 class HangingSpanExporter(SpanExporter):

@@ -73,12 +73,14 @@ if hasattr(os, "register_at_fork"):
 class _Request:
     """One flush asked of a worker; callers wait on ``done`` until their deadline."""
 
-    __slots__ = ("deadline", "done", "errors", "flush", "target")
+    __slots__ = ("budget_ms", "deadline", "done", "errors", "flush", "queued", "target")
 
-    def __init__(self, target: object, flush: Callable[[int], object], deadline: float) -> None:
+    def __init__(self, target: object, flush: Callable[[int], object], deadline: float, queued: bool) -> None:
         self.target = target
         self.flush = flush
         self.deadline = deadline
+        self.budget_ms = round((deadline - time.monotonic()) * 1000)
+        self.queued = queued  # submitted while the worker was busy with another flush
         self.done = threading.Event()
         self.errors: list[BaseException] = []
 
@@ -86,14 +88,17 @@ class _Request:
 class _Worker:
     """Runs the flushes of one lane on a daemon thread, one at a time; at most one waits per target."""
 
-    __slots__ = ("key", "lane", "pending", "thread", "wake")
+    __slots__ = ("busy", "key", "lane", "pending", "thread", "wake")
 
     def __init__(self, name: str, lane: object) -> None:
         self.key = id(lane)
         self.lane = lane  # keeps id(lane) from being reused while the worker lives
         self.pending: dict[int, _Request] = {}  # id(target) -> request, oldest first
+        self.busy = False
         self.wake = threading.Condition(_lock)
-        self.thread = threading.Thread(target=self._loop, name=f"batchlens-flush-{name}", daemon=True)
+        # named like the SDK's own workers (OtelBatchSpanRecordProcessor); long-lived, unlike the per-batch
+        # "batchlens…" pool threads
+        self.thread = threading.Thread(target=self._loop, name=f"BatchlensFlush-{name}", daemon=True)
 
     def submit(self, target: object, flush: Callable[[int], object], deadline: float) -> _Request:
         """Queue a flush (called with ``_lock`` held); joins the one already waiting for ``target``, if any."""
@@ -101,7 +106,7 @@ class _Worker:
         if request is not None:
             request.deadline = max(request.deadline, deadline)
             return request
-        request = self.pending[id(target)] = _Request(target, flush, deadline)
+        request = self.pending[id(target)] = _Request(target, flush, deadline, self.busy or bool(self.pending))
         self.wake.notify()
         return request
 
@@ -113,13 +118,18 @@ class _Worker:
                         del _workers[self.key]
                         return
                 request = self.pending.pop(next(iter(self.pending)))
+                self.busy = True
+            # a flush started at once gets its whole budget; one that waited behind another gets what is left,
+            # and one that starts after every caller gave up still exports, with a budget of its own
             left_ms = round((request.deadline - time.monotonic()) * 1000)
-            # a flush that starts after every caller gave up still exports, with a budget of its own
+            timeout_ms = (request.budget_ms if not request.queued else left_ms) if left_ms > 0 else DEFAULT_FLUSH_MS
             try:
-                request.flush(left_ms if left_ms > 0 else DEFAULT_FLUSH_MS)
+                request.flush(timeout_ms)
             except Exception as exc:  # reported by the callers still waiting
                 request.errors.append(exc)
             finally:
+                with _lock:
+                    self.busy = False
                 request.done.set()
 
 
