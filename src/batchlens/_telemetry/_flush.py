@@ -75,11 +75,13 @@ class _Request:
 
     __slots__ = ("budget_ms", "deadline", "done", "errors", "flush", "queued", "target")
 
-    def __init__(self, target: object, flush: Callable[[int], object], deadline: float, queued: bool) -> None:
+    def __init__(
+        self, target: object, flush: Callable[[int], object], deadline: float, budget_ms: int, queued: bool
+    ) -> None:
         self.target = target
         self.flush = flush
         self.deadline = deadline
-        self.budget_ms = round((deadline - time.monotonic()) * 1000)
+        self.budget_ms = budget_ms
         self.queued = queued  # submitted while the worker was busy with another flush
         self.done = threading.Event()
         self.errors: list[BaseException] = []
@@ -100,13 +102,15 @@ class _Worker:
         # "batchlens…" pool threads
         self.thread = threading.Thread(target=self._loop, name=f"BatchlensFlush-{name}", daemon=True)
 
-    def submit(self, target: object, flush: Callable[[int], object], deadline: float) -> _Request:
+    def submit(self, target: object, flush: Callable[[int], object], deadline: float, budget_ms: int) -> _Request:
         """Queue a flush (called with ``_lock`` held); joins the one already waiting for ``target``, if any."""
         request = self.pending.get(id(target))
         if request is not None:
             request.deadline = max(request.deadline, deadline)
             return request
-        request = self.pending[id(target)] = _Request(target, flush, deadline, self.busy or bool(self.pending))
+        request = self.pending[id(target)] = _Request(
+            target, flush, deadline, budget_ms, self.busy or bool(self.pending)
+        )
         self.wake.notify()
         return request
 
@@ -131,6 +135,7 @@ class _Worker:
                 with _lock:
                     self.busy = False
                 request.done.set()
+                del request  # hold nothing of an ended invocation while idle
 
 
 def flush_budget_ms(context: Any = None, cap_ms: int = DEFAULT_FLUSH_MS) -> int:
@@ -155,14 +160,14 @@ def flush_budget_ms(context: Any = None, cap_ms: int = DEFAULT_FLUSH_MS) -> int:
     return max(0, min(budget, int(remaining) - FLUSH_SAFETY_MARGIN_MS))
 
 
-def _submit(task: FlushTask, deadline: float) -> _Request:
+def _submit(task: FlushTask, deadline: float, budget_ms: int) -> _Request:
     lane = task.target if task.lane is None else task.lane
     with _lock:
         worker = _workers.get(id(lane))
         if worker is None or not worker.thread.is_alive():
             worker = _workers[id(lane)] = _Worker(task.name, lane)
             worker.thread.start()
-        return worker.submit(task.target, task.flush, deadline)
+        return worker.submit(task.target, task.flush, deadline, budget_ms)
 
 
 def flush_within(
@@ -190,7 +195,7 @@ def flush_within(
             _report(cut, budget_ms, "no time was left to flush")
         return cut
     deadline = time.monotonic() + budget_ms / 1000
-    requests = [_submit(task, deadline) for task in tasks]
+    requests = [_submit(task, deadline, budget_ms) for task in tasks]
     for index, request in enumerate(requests):
         if not request.done.wait(_remaining_s(deadline)):
             cut.append(tasks[index].name)
