@@ -274,7 +274,7 @@ class ObserverChain:
     def flush(self, timeout_millis: int) -> list[str]:
         """Flush every observer at once, all within one wall-clock deadline ``timeout_millis`` from now.
 
-        Each flush runs on a daemon thread and the caller waits no longer than the deadline, even when an
+        Each flush runs on a daemon worker and the caller waits no longer than the deadline, even when an
         exporter never returns (see ``batchlens._telemetry._flush``). A flush that raises is a telemetry fault.
 
         Returns:
