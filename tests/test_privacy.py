@@ -41,9 +41,6 @@ MARKER = "BODY-91c2-must-not-leave"
 SPAN_LIMIT = 16 * 1024
 
 # Wired to _errors by other branches of this wave; strict, so the mark is removed once they are merged.
-AFTER_SENTRY_MERGE = pytest.mark.xfail(
-    strict=True, reason="Sentry events take exception text from _errors in wave-flush"
-)
 
 
 class OrderBody(SqsRecordModel):
@@ -248,7 +245,6 @@ def sentry_transport() -> Iterator[KeepingTransport]:
     _reset_sentry()
 
 
-@AFTER_SENTRY_MERGE
 def test_validation_input_reaches_no_sentry_event(sentry_transport):
     """The Sentry event of a model failure describes it without the body."""
     run_model_batch(Telemetry(tracing=False, metrics=False, logging=False, sentry=True))

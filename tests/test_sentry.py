@@ -115,6 +115,7 @@ def test_each_failed_record_sends_one_event_with_tags_and_context(transport):
             "messaging.system": "aws_sqs",
             "messaging.destination.name": "orders",
             "messaging.message.id": message_id,
+            "error.type": "ValueError",
         }
         assert sent["contexts"]["batch_record"] == {
             "record_id": message_id,

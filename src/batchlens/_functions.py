@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchlens._sources import CURRENT_EVENT, EventType, Source, source_for
+from batchlens._telemetry._flush import DEFAULT_FLUSH_MS, flush_budget_ms
+from batchlens.warnings import BatchlensDeprecationWarning
 
 if TYPE_CHECKING:
     from batchlens._processor import BasePartialProcessor
@@ -16,10 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["async_batch_processor", "async_process_partial_response", "batch_processor", "process_partial_response"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-# Leave this much of the invocation's remaining time unused when flushing telemetry before returning.
-_FLUSH_SAFETY_MARGIN_MS = 300
-_FLUSH_MAX_MS = 5000
 
 
 def _source_of(processor: Any) -> Source:
@@ -45,21 +43,18 @@ def _records(event: Any, processor: Any) -> list[Any]:
 
 
 def _flush(processor: Any, context: Any) -> None:
+    """Flush the processor's telemetry within one deadline: min(remaining time - 300 ms, 5 s).
+
+    The processor's ``flush_telemetry`` hands the budget to its ``ObserverChain``, which flushes every provider
+    and Sentry at once on daemon threads and returns at the deadline whatever the exporters do.
+    """
     telemetry = getattr(processor, "_telemetry", None)
     flush = getattr(processor, "flush_telemetry", None)
     if telemetry is None or flush is None or telemetry.flush == "never":
         return
     if telemetry.flush == "auto" and context is None:
         return
-    timeout = _FLUSH_MAX_MS
-    if context is not None:
-        try:
-            remaining = int(context.get_remaining_time_in_millis())
-        except Exception:
-            remaining = None
-        if remaining is not None:
-            timeout = max(0, min(timeout, remaining - _FLUSH_SAFETY_MARGIN_MS))
-    flush(timeout)
+    flush(flush_budget_ms(context, DEFAULT_FLUSH_MS))
 
 
 def process_partial_response(
@@ -118,8 +113,9 @@ def _deprecated_decorator(name: str, replacement: str, use_async: bool) -> Calla
             @functools.wraps(function)
             def wrapper(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
                 warnings.warn(
-                    f"The `{name}` decorator is deprecated; use `{replacement}` instead.",
-                    category=DeprecationWarning,
+                    f"The `{name}` decorator is deprecated in V3 and will be removed in the next major version. "
+                    f"Use `{replacement}` function instead.",
+                    category=BatchlensDeprecationWarning,
                     stacklevel=2,
                 )
                 records = event["Records"]

@@ -271,12 +271,29 @@ class ObserverChain:
             except Exception:
                 _fault(observer, "batch_end")
 
-    def flush(self, timeout_millis: int) -> None:
-        for observer in self._flush:
+    def flush(self, timeout_millis: int) -> list[str]:
+        """Flush every observer at once, all within one wall-clock deadline ``timeout_millis`` from now.
+
+        Each flush runs on a daemon worker and the caller waits no longer than the deadline, even when an
+        exporter never returns (see ``batchlens._telemetry._flush``). A flush that raises is a telemetry fault.
+
+        Returns:
+            The names of the flushes cut at the deadline (``tracer_provider``, ``meter_provider``, ``sentry``).
+        """
+        if not self._flush:
+            return []
+        from batchlens._telemetry._flush import flush_within, observer_task
+
+        observers = self._flush
+        tasks = [observer_task(observer) for observer in observers]
+
+        def fault(index: int, exc: BaseException) -> None:
             try:
-                observer.flush(timeout_millis)
+                raise exc
             except Exception:
-                _fault(observer, "flush")
+                _fault(observers[index], "flush")
+
+        return flush_within(tasks, int(timeout_millis), on_error=fault)
 
 
 def _calling(observers: tuple[Observer, ...], hook: str) -> tuple[Observer, ...]:

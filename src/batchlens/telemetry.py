@@ -17,17 +17,17 @@ Example::
         try:
             return process_partial_response(event, record_handler, processor, context)
         finally:
-            telemetry.flush()  # a frozen Lambda sandbox loses whatever was not exported
+            telemetry.flush(context=context)  # within the remaining time: a frozen sandbox loses what is queued
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from batchlens._telemetry._flush import DEFAULT_FLUSH_MS, FlushTask, flush_budget_ms, flush_within
 from batchlens._telemetry._resolve import (
     DEFAULT_PROMETHEUS_ADDR,
     DEFAULT_PROMETHEUS_PORT,
@@ -78,6 +78,7 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("batchlens.telemetry")
+_PROVIDERS = ("tracer_provider", "meter_provider")
 
 
 def __getattr__(name: str) -> Any:
@@ -132,51 +133,73 @@ class TelemetryHandle:
             return None
         return int(self._prometheus_server.server_address[1])
 
-    def flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every finished span and the current metric values now.
+    def flush(self, timeout_millis: int | None = None, *, context: Any = None) -> bool:
+        """Export every finished span and the current metric values now, within one wall-clock deadline.
 
         Call it before a Lambda handler returns: the sandbox is frozen right after, and whatever is still
-        queued is lost or arrives late. Never raises; failures are logged through :mod:`logging`.
+        queued is lost or arrives late. Both providers are flushed at once on daemon threads and the call
+        returns at the deadline even when an exporter never answers (the export then continues in the
+        background, and a warning on the ``batchlens`` logger names what was cut). Never raises; failures are
+        logged through :mod:`logging`.
 
         Args:
-            timeout_millis: Budget shared by the span and the metric flush.
+            timeout_millis: The budget shared by the span and the metric flush; default 5,000 ms.
+            context: The Lambda context: the budget is then at most its remaining time minus 300 ms.
 
         Returns:
-            True when both flushes completed within the budget.
+            True when both flushes completed, successfully, within the budget.
         """
-        deadline = time.monotonic() + timeout_millis / 1000
-        ok = True
-        try:
-            ok = bool(self.tracer_provider.force_flush(timeout_millis))
-        except Exception:
-            _logger.exception("batchlens.telemetry: flushing spans failed")
-            ok = False
-        # Metric export is a single collect-and-send; it gets whatever budget the spans left, at least 1 ms.
-        remaining = max(1, int((deadline - time.monotonic()) * 1000))
-        try:
-            ok = bool(self.meter_provider.force_flush(remaining)) and ok
-        except Exception:
-            _logger.exception("batchlens.telemetry: flushing metrics failed")
-            ok = False
-        return ok
+        if self._shut_down:
+            return False
+        cap = DEFAULT_FLUSH_MS if timeout_millis is None else int(timeout_millis)
+        outcome: dict[str, bool] = {}
+
+        def flushing(name: str, provider: Any) -> Callable[[int], object]:
+            def flush(timeout: int) -> None:
+                outcome[name] = bool(provider.force_flush(timeout))
+
+            return flush
+
+        tasks = [
+            FlushTask(_PROVIDERS[0], self.tracer_provider, flushing(_PROVIDERS[0], self.tracer_provider)),
+            FlushTask(_PROVIDERS[1], self.meter_provider, flushing(_PROVIDERS[1], self.meter_provider)),
+        ]
+        errors: list[int] = []
+
+        def failed(index: int, exc: BaseException) -> None:
+            errors.append(index)
+            _logger.error("batchlens.telemetry: flushing %s failed", _PROVIDERS[index], exc_info=exc)
+
+        cut = flush_within(tasks, flush_budget_ms(context, cap), on_error=failed)
+        # no outcome: the flush joined one a processor had asked for, which completed
+        return not cut and not errors and all(outcome.get(name, True) for name in _PROVIDERS)
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
         """Flush and stop both providers and the ``/metrics`` server. Calling it again does nothing.
 
+        Both providers shut down at once; the call returns within ``timeout_millis`` of wall-clock time even
+        when an exporter never answers.
+
         Args:
-            timeout_millis: Budget for the metric provider shutdown.
+            timeout_millis: Budget for the whole shutdown.
         """
         if self._shut_down:
             return
         self._shut_down = True
-        try:
-            self.tracer_provider.shutdown()
-        except Exception:
-            _logger.exception("batchlens.telemetry: shutting down the tracer provider failed")
-        try:
-            self.meter_provider.shutdown(timeout_millis)
-        except Exception:
-            _logger.exception("batchlens.telemetry: shutting down the meter provider failed")
+        tracer_provider, meter_provider = self.tracer_provider, self.meter_provider
+
+        def failed(index: int, exc: BaseException) -> None:
+            _logger.error("batchlens.telemetry: shutting down the %s failed", _PROVIDERS[index], exc_info=exc)
+
+        # targets of their own: a shutdown never joins a waiting flush
+        flush_within(
+            [
+                FlushTask(_PROVIDERS[0], object(), lambda timeout: tracer_provider.shutdown()),
+                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout)),
+            ],
+            max(1, int(timeout_millis)),
+            on_error=failed,
+        )
         if self._prometheus_server is not None:
             self._prometheus_server.shutdown()
             self._prometheus_server.server_close()

@@ -11,15 +11,20 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from batchlens._observer import FAILURE, noop_hook
+from batchlens._telemetry._errors import error_type, exception_message
 
 if TYPE_CHECKING:
     from batchlens._config import Telemetry
     from batchlens._observer import BatchInfo, RecordInfo
 
-__all__ = ["CONTEXT_NAME", "SentryObserver"]
+__all__ = ["CONTEXT_NAME", "REQUEST_ID_TAG", "SentryObserver"]
 
 CONTEXT_NAME = "batch_record"
 """Name of the Sentry context describing the failed record."""
+
+REQUEST_ID_TAG = "faas.invocation_id"
+"""Tag holding the Lambda request id: the batch span's attribute of the same name (OpenTelemetry's ``faas``
+conventions), so one search string finds the event, the span and the invocation's log lines."""
 
 _INSTALL_HINT = "pip install 'batchlens[sentry]'"
 _log = logging.getLogger("batchlens")
@@ -29,9 +34,12 @@ class SentryObserver:
     """Sends every failed record's exception to Sentry, in a scope of its own.
 
     Skipped records (FIFO and stream circuit breakers, the deadline guard) are consequences of another failure
-    and are not sent. Events carry the tags ``messaging.system``, ``messaging.destination.name`` and
-    ``messaging.message.id`` and a ``batch_record`` context; the local variables of stack frames are removed
-    from these events, because every frame between the processor and the handler holds the message body.
+    and are not sent. Events carry the tags ``messaging.system``, ``messaging.destination.name``,
+    ``messaging.message.id``, ``error.type`` and (with a Lambda context) ``faas.invocation_id``, a
+    ``batch_record`` context, and the record span's trace id and span id as their ``trace`` context, so Sentry's
+    trace view and the OpenTelemetry backend show the same trace. The exception's text is batchlens' bounded,
+    sanitised message (validation errors without their input values) and the local variables of stack frames
+    are removed, because every frame between the processor and the handler holds the message body.
 
     Args:
         telemetry: ``sentry_dsn`` initialises the Sentry SDK (without personal data) when the application has
@@ -107,10 +115,21 @@ class SentryObserver:
         if receive_count is not None:
             context["receive_count"] = receive_count
         # the record span is still current here: tracing ends it after the other observers have run
-        span_context = trace.get_current_span().get_span_context()
+        span = trace.get_current_span()
+        span_context = span.get_span_context()
+        trace_context: dict[str, Any] | None = None
         if span_context.is_valid:
-            context["trace_id"] = format(span_context.trace_id, "032x")
-            context["span_id"] = format(span_context.span_id, "016x")
+            trace_id = format(span_context.trace_id, "032x")
+            span_id = format(span_context.span_id, "016x")
+            context["trace_id"] = trace_id
+            context["span_id"] = span_id
+            trace_context = {"trace_id": trace_id, "span_id": span_id, "op": "queue.process"}
+            parent = getattr(span, "parent", None)
+            if parent is not None and getattr(parent, "is_valid", False):
+                trace_context["parent_span_id"] = format(parent.span_id, "016x")
+        request_id = _request_id(batch.lambda_context)
+        if request_id is not None:
+            context["aws_request_id"] = request_id
         sdk = self._sdk
         with sdk.new_scope() as scope:
             scope.set_tag("messaging.system", source.messaging_system)
@@ -118,9 +137,56 @@ class SentryObserver:
                 scope.set_tag("messaging.destination.name", destination)
             if message_id is not None:
                 scope.set_tag("messaging.message.id", message_id)
+            scope.set_tag("error.type", error_type(exc))
+            if request_id is not None:
+                scope.set_tag(REQUEST_ID_TAG, request_id)
             scope.set_context(CONTEXT_NAME, context)
+            if trace_context is not None:
+                # an explicit "trace" context wins over the one Sentry derives from its own propagation
+                # context or transaction (AwsLambdaIntegration), which would name another trace
+                scope.set_context("trace", trace_context)
             scope.add_event_processor(_drop_frame_variables)
+            scope.add_event_processor(_bounded_exception_values(exc))
             sdk.capture_exception(exc)
+
+
+def _request_id(lambda_context: Any) -> str | None:
+    request_id = getattr(lambda_context, "aws_request_id", None) if lambda_context is not None else None
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, in the order sentry-sdk walks them."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain) and len(chain) < 100:
+        chain.append(current)
+        current = current.__cause__ if current.__suppress_context__ else current.__context__
+    return chain
+
+
+def _bounded_exception_values(exc: BaseException) -> Any:
+    """An event processor giving every exception of the event batchlens' message instead of ``str(exc)``.
+
+    ``exception_message`` bounds the text and leaves out validation input values (the record's body).
+    """
+
+    def process(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+        section = event.get("exception")
+        values = section.get("values") if isinstance(section, dict) else None
+        if not isinstance(values, list) or not values:
+            return event
+        # sentry lists the chain root cause first and the raised exception last
+        chain = list(reversed(_exception_chain(exc)))
+        if len(chain) != len(values):
+            chain = chain[-1:]
+            values = values[-1:]
+        for value, error in zip(values, chain, strict=True):
+            if isinstance(value, dict) and value.get("type") == type(error).__name__:
+                value["value"] = exception_message(error)
+        return event
+
+    return process
 
 
 def _has_transport(client: Any) -> bool:
