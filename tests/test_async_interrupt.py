@@ -122,7 +122,7 @@ def test_every_started_span_ends_when_interrupted() -> None:
     assert len(captured.record_spans()) == 5
     assert len(captured.batch_spans()) == 1
     error_types = {str((s.attributes or {}).get("error.type")) for s in captured.record_spans()}
-    assert error_types == {"KeyboardInterrupt", "CancelledError"}
+    assert error_types == {"KeyboardInterrupt", "asyncio.exceptions.CancelledError"}
 
 
 def test_lambda_loop_is_left_without_pending_tasks(

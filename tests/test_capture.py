@@ -158,7 +158,8 @@ NESTED = {
         "profile": {"API_KEY": "k-123", "name": "Ada", "Authorization": {"scheme": "Bearer", "value": "abc"}},
     },
     "items": [{"token": "t-1", "sku": "A"}, [{"Cookie": "c=1"}], {"sku": "B"}],
-    "secretive": "not a listed key",
+    "secretive": "contains a listed substring",
+    "note": "no listed substring",
 }
 SECRETS = ("hunter2", "k-123", "Bearer", "abc", "t-1", "c=1")
 
@@ -173,7 +174,8 @@ def test_redaction_is_case_insensitive_at_any_depth_including_inside_lists(path,
     assert captured["user"]["Password"] == REDACTED
     assert captured["user"]["profile"] == {"API_KEY": REDACTED, "name": "Ada", "Authorization": REDACTED}
     assert captured["items"] == [{"token": REDACTED, "sku": "A"}, [{"Cookie": REDACTED}], {"sku": "B"}]
-    assert captured["secretive"] == "not a listed key"  # whole keys match, not substrings
+    assert captured["secretive"] == REDACTED  # substrings of the key match, not only whole keys
+    assert captured["note"] == "no listed substring"
     assert not any(secret in attrs[RESPONSE] for secret in SECRETS)
     assert attrs[RESPONSE_SIZE] == len(attrs[RESPONSE].encode())
 

@@ -80,7 +80,18 @@ def test_defaults_without_any_variable():
     assert telemetry.capture_response is True
     assert telemetry.capture_max_bytes_per_record == 1024
     assert telemetry.capture_max_bytes_per_batch == 32768
-    assert telemetry.redact_keys == ("password", "secret", "token", "authorization", "api_key", "apikey", "cookie")
+    assert telemetry.redact_keys == (
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "auth",
+        "apikey",
+        "cookie",
+        "credential",
+        "privatekey",
+    )
     assert telemetry.sentry is False
     assert telemetry.sentry_dsn is None
     assert telemetry.flush == "auto"
@@ -190,13 +201,14 @@ def test_choice_variables_reject_other_values_listing_the_accepted_ones(monkeypa
 
 # -- redact keys --------------------------------------------------------------------------------------------------------
 def test_redact_keys_are_a_comma_list_trimmed_and_lower_cased(monkeypatch):
-    """BATCHLENS_REDACT_KEYS replaces the defaults; entries are trimmed, lower-cased, empty ones dropped."""
+    """BATCHLENS_REDACT_KEYS adds to the defaults; entries are trimmed, lower-cased, empty ones dropped."""
     monkeypatch.setenv("BATCHLENS_REDACT_KEYS", " SSN, Card_Number ,,pin ")
     telemetry = sqs_processor().telemetry
-    assert telemetry.redact_keys == ("ssn", "card_number", "pin")
+    assert telemetry.redact_keys == (*DEFAULT_REDACT_KEYS, "ssn", "card_number", "pin")
     capture = ResponseCapture(telemetry)
-    text = capture.attributes({"ssn": "1", "Card_Number": "2", "password": "3"}, capture.new_budget())[RESPONSE]
-    assert text == '{"ssn": "[REDACTED]", "Card_Number": "[REDACTED]", "password": "3"}'
+    value = {"ssn": "1", "Card_Number": "2", "password": "3", "sku": "4"}
+    text = capture.attributes(value, capture.new_budget())[RESPONSE]
+    assert text == '{"ssn": "[REDACTED]", "Card_Number": "[REDACTED]", "password": "[REDACTED]", "sku": "4"}'
 
 
 def test_redact_keys_default_when_unset():

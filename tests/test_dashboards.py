@@ -16,12 +16,12 @@ OVERVIEW = DASHBOARDS / "batchlens-overview.json"
 
 # The metric contract (meter "batchlens"): OpenTelemetry name, instrument kind, unit.
 CONTRACT = [
-    ("batchlens.records.succeeded", "counter", "{record}"),
     ("batchlens.records.failed", "counter", "{record}"),
     ("messaging.client.consumed.messages", "counter", "{message}"),
     ("messaging.process.duration", "histogram", "s"),
-    ("batchlens.batches", "counter", "{batch}"),
     ("batchlens.batch.size", "histogram", "{record}"),
+    ("batchlens.batch.oldest_record_age", "histogram", "s"),
+    ("batchlens.records.redelivered", "counter", "{record}"),
 ]
 CONTRACT_LABELS = {
     "messaging_system",
@@ -34,7 +34,7 @@ CONTRACT_LABELS = {
 PROMQL_WORDS = {
     "sum", "by", "without", "rate", "increase", "histogram_quantile", "or", "and", "unless", "on",
     "ignoring", "group_left", "group_right", "vector", "avg", "max", "min", "count", "clamp_min",
-    "label_values", "bool", "offset",
+    "label_values", "bool", "offset", "topk",
 }  # fmt: skip
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -110,16 +110,18 @@ def test_helpers_find_metrics_and_labels() -> None:
 def test_contract_series_names() -> None:
     """The contract maps to the Prometheus names the exporter produces (dots to underscores, _total, _seconds)."""
     expected = {
-        "batchlens_records_succeeded_total",
         "batchlens_records_failed_total",
         "messaging_client_consumed_messages_total",
         "messaging_process_duration_seconds_bucket",
         "messaging_process_duration_seconds_sum",
         "messaging_process_duration_seconds_count",
-        "batchlens_batches_total",
         "batchlens_batch_size_bucket",
         "batchlens_batch_size_sum",
         "batchlens_batch_size_count",
+        "batchlens_batch_oldest_record_age_seconds_bucket",
+        "batchlens_batch_oldest_record_age_seconds_sum",
+        "batchlens_batch_oldest_record_age_seconds_count",
+        "batchlens_records_redelivered_total",
     }
     assert expected == CONTRACT_SERIES
 
@@ -198,14 +200,18 @@ def test_queries_use_only_contract_metrics_and_labels(path: Path) -> None:
         assert label_names(target["expr"]) <= CONTRACT_LABELS, panel["title"]
 
 
-def raw_counters(expr: str) -> set[str]:
-    """Counter-like series of ``expr`` that are not (always) read through rate/increase over $__rate_interval."""
+def raw_counters(expr: str, instant: bool = False) -> set[str]:
+    """Counter-like series of ``expr`` that are not (always) read through rate/increase over $__rate_interval
+    (or, in an instant query, through increase over the dashboard's whole $__range)."""
     bad = set()
     for name in set(metric_names(expr)):
         if not COUNTER_LIKE.search(name):
             continue
         uses = len(re.findall(rf"\b{name}\b", expr))
-        wrapped = len(re.findall(rf"\b(?:rate|increase)\(\s*{name}(?:\{{[^}}]*\}})?\[\$__rate_interval\]\s*\)", expr))
+        selector = rf"{name}(?:\{{[^}}]*\}})?"
+        wrapped = len(re.findall(rf"\b(?:rate|increase)\(\s*{selector}\[\$__rate_interval\]\s*\)", expr))
+        if instant:
+            wrapped += len(re.findall(rf"\bincrease\(\s*{selector}\[\$__range\]\s*\)", expr))
         if uses != wrapped:
             bad.add(name)
     return bad
@@ -213,16 +219,20 @@ def raw_counters(expr: str) -> set[str]:
 
 @pytest.mark.parametrize("path", all_dashboards(), ids=lambda p: p.name)
 def test_counters_only_through_rate_with_rate_interval(path: Path) -> None:
-    """Counter series (and histogram parts) appear only inside rate()/increase() over [$__rate_interval]."""
+    """Counter series (and histogram parts) appear only inside rate()/increase() over [$__rate_interval]; an
+    instant (table) query may take increase() over [$__range]."""
     for panel, target in targets(load(path)):
-        assert not raw_counters(target["expr"]), panel["title"]
+        assert not raw_counters(target["expr"], instant=target.get("instant", False)), panel["title"]
 
 
 def test_counter_check_catches_a_raw_counter() -> None:
     """The rate check flags a counter read raw or over a fixed window, and accepts the right form."""
-    assert raw_counters("sum(batchlens_batches_total)") == {"batchlens_batches_total"}
-    assert raw_counters("rate(batchlens_batches_total[5m])") == {"batchlens_batches_total"}
-    assert raw_counters('increase(batchlens_batches_total{a="b"}[$__rate_interval])') == set()
+    assert raw_counters("sum(batchlens_records_failed_total)") == {"batchlens_records_failed_total"}
+    assert raw_counters("rate(batchlens_records_failed_total[5m])") == {"batchlens_records_failed_total"}
+    assert raw_counters('increase(batchlens_records_failed_total{a="b"}[$__rate_interval])') == set()
+    ranged = "increase(batchlens_records_failed_total[$__range])"
+    assert raw_counters(ranged) == {"batchlens_records_failed_total"}
+    assert raw_counters(ranged, instant=True) == set()
 
 
 def test_queries_filter_by_the_variables() -> None:
@@ -245,19 +255,22 @@ def _exprs(panel: dict[str, Any]) -> str:
 
 def test_overview_has_the_issue_panels() -> None:
     """Records/s by outcome, failure ratio, failures by error type, duration quantiles, batches, batch size."""
-    records = _panel("records per second")
-    assert {"batchlens_records_succeeded_total", "batchlens_records_failed_total"} <= set(metric_names(_exprs(records)))
+    records = _panel("records per second by outcome")
+    assert set(metric_names(_exprs(records))) == {
+        "messaging_client_consumed_messages_total",
+        "batchlens_records_failed_total",
+    }
     assert records["fieldConfig"]["defaults"]["unit"] == "recps"
 
     ratio = _panel("failure ratio")
     assert ratio["fieldConfig"]["defaults"]["unit"] == "percentunit"
     assert "/" in _exprs(ratio)
 
-    by_type = _panel("error type")
+    by_type = _panel("failures by error type")
     assert "error_type" in label_names(_exprs(by_type))
     assert re.search(r"by \(error_type\)", _exprs(by_type))
 
-    duration = _panel("duration")
+    duration = _panel("duration (p50")
     assert duration["fieldConfig"]["defaults"]["unit"] == "s"
     quantiles = re.findall(r"histogram_quantile\(([\d.]+),", _exprs(duration))
     assert sorted(float(q) for q in quantiles) == [0.5, 0.95, 0.99]
@@ -265,6 +278,7 @@ def test_overview_has_the_issue_panels() -> None:
 
     batches = _panel("batches by outcome")
     assert re.search(r"by \(batchlens_batch_outcome\)", _exprs(batches))
+    assert set(metric_names(_exprs(batches))) == {"batchlens_batch_size_count"}
 
     size = _panel("records per batch")
     assert set(metric_names(_exprs(size))) <= {
@@ -293,3 +307,46 @@ def test_dashboards_ship_in_the_wheel() -> None:
     force_include = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert force_include["dashboards"] == "batchlens/_dashboards"
     assert OVERVIEW in all_dashboards()
+
+
+def test_overview_has_the_lag_redelivery_heatmap_and_top_errors_panels() -> None:
+    """Oldest-record age p50/p95/max by destination, redeliveries/s, a duration heatmap, a top-10 error table."""
+    age = _panel("oldest record age")
+    assert age["fieldConfig"]["defaults"]["unit"] == "s"
+    quantiles = re.findall(r"histogram_quantile\(([\d.]+),", _exprs(age))
+    assert sorted(float(q) for q in quantiles) == [0.5, 0.95, 1.0]  # 1 = upper bound of the highest used bucket
+    assert set(metric_names(_exprs(age))) == {"batchlens_batch_oldest_record_age_seconds_bucket"}
+    for target in age["targets"]:
+        assert re.search(r"by \(le, messaging_destination_name\)", target["expr"])
+        assert "{{messaging_destination_name}}" in target["legendFormat"]
+
+    redeliveries = _panel("redeliveries")
+    assert redeliveries["fieldConfig"]["defaults"]["unit"] == "recps"
+    assert set(metric_names(_exprs(redeliveries))) == {"batchlens_records_redelivered_total"}
+
+    heatmap = _panel("heatmap")
+    assert heatmap["type"] == "heatmap"
+    (target,) = heatmap["targets"]
+    assert target["format"] == "heatmap"
+    assert heatmap["options"]["calculate"] is False  # the buckets are Prometheus'; Grafana must not re-bucket
+    assert re.fullmatch(
+        r"sum by \(le\) \(increase\(messaging_process_duration_seconds_bucket\{.*\}\[\$__rate_interval\]\)\)",
+        target["expr"],
+    )
+
+    top = _panel("top 10 error types")
+    assert top["type"] == "table"
+    (target,) = top["targets"]
+    assert target["instant"] is True
+    assert target["format"] == "table"
+    assert re.fullmatch(
+        r"topk\(10, sum by \(error_type\) \(increase\(batchlens_records_failed_total\{.*\}\[\$__range\]\)\)\)",
+        target["expr"],
+    )
+
+
+def test_overview_no_longer_reads_the_dropped_metrics() -> None:
+    """batchlens.batches and batchlens.records.succeeded are gone from the contract and from every query."""
+    text = OVERVIEW.read_text(encoding="utf-8")
+    assert "batchlens_batches_total" not in text
+    assert "batchlens_records_succeeded_total" not in text

@@ -375,7 +375,7 @@ def test_skipped_records_are_logged_traced_and_counted(mode: str) -> None:
         for mid in skipped:
             assert entries[mid]["event"] == "record failed"
             assert entries[mid]["outcome"] == "skipped"
-            assert entries[mid]["error_type"] == "DeadlineExceededError"
+            assert entries[mid]["error_type"] == "batchlens.exceptions.DeadlineExceededError"
         for mid in ran:
             assert entries[mid]["outcome"] == "success"
 
@@ -383,11 +383,15 @@ def test_skipped_records_are_logged_traced_and_counted(mode: str) -> None:
         assert sorted(spans) == sorted(ids)
         for mid in skipped:
             assert spans[mid].status.status_code is StatusCode.ERROR
-            assert spans[mid].attributes["error.type"] == "DeadlineExceededError"
+            assert spans[mid].attributes["error.type"] == "batchlens.exceptions.DeadlineExceededError"
             assert spans[mid].name == "process jobs"
 
-        assert captured.counter("batchlens.records.failed", error__type="DeadlineExceededError") == len(skipped)
-        assert captured.counter("batchlens.records.succeeded") == len(ran)
+        assert captured.counter(
+            "batchlens.records.failed", error__type="batchlens.exceptions.DeadlineExceededError"
+        ) == len(skipped)
+        assert captured.counter("messaging.client.consumed.messages") - captured.counter(
+            "batchlens.records.failed"
+        ) == len(ran)
 
 
 def test_async_unlimited_starts_everything_at_once() -> None:

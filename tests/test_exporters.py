@@ -118,10 +118,54 @@ def test_lambda_adot_sends_traces_to_xray_and_metrics_to_emf() -> None:
     assert all("processors" not in p for p in pipelines(config).values())
     emf = config["exporters"]["awsemf"]
     selectors = [s for d in emf["metric_declarations"] for s in d["metric_name_selectors"]]
-    for metric in ("batchlens.records.failed", "batchlens.batches", "messaging.process.duration"):
+    for metric in CONTRACT_UNITS:
         assert any(re.search(s, metric) for s in selectors), metric
     dimensions = [set(ds) for d in emf["metric_declarations"] for ds in d["dimensions"]]
     assert {"messaging.system", "messaging.destination.name"} in dimensions
+
+
+# The metric contract: OpenTelemetry unit of each instrument, and the CloudWatch unit it must arrive with.
+CONTRACT_UNITS = {
+    "messaging.process.duration": ("s", "Seconds"),
+    "batchlens.batch.oldest_record_age": ("s", "Seconds"),
+    "messaging.client.consumed.messages": ("{message}", "Count"),
+    "batchlens.records.failed": ("{record}", "Count"),
+    "batchlens.records.redelivered": ("{record}", "Count"),
+    "batchlens.batch.size": ("{record}", "Count"),
+}
+
+
+def awsemf_unit(metric: str, otel_unit: str, descriptors: list[dict[str, Any]]) -> str:
+    """The unit awsemf writes for a metric: a matching descriptor (when it overwrites, or the unit is empty),
+    else its built-in mapping of a few UCUM units, else the OpenTelemetry unit unchanged."""
+    for descriptor in descriptors:
+        if descriptor["metric_name"] == metric and (otel_unit == "" or descriptor.get("overwrite", False)):
+            return str(descriptor["unit"])
+    return {"ms": "Milliseconds", "s": "Seconds", "us": "Microseconds", "By": "Bytes"}.get(otel_unit, otel_unit)
+
+
+def test_lambda_adot_keeps_the_first_point_of_every_label_set() -> None:
+    """awsemf is told to send each label set's first value instead of keeping it as a delta baseline (#3425)."""
+    emf = load(EXPORTERS / "collector/lambda-adot.yaml")["exporters"]["awsemf"]
+    assert emf["retain_initial_value_of_delta_metric"] is True
+
+
+def test_lambda_adot_maps_every_contract_unit_to_a_cloudwatch_unit() -> None:
+    """Seconds for durations and ages, Count for the curly-brace units, which CloudWatch would not accept."""
+    emf = load(EXPORTERS / "collector/lambda-adot.yaml")["exporters"]["awsemf"]
+    descriptors = emf["metric_descriptors"]
+    for descriptor in descriptors:
+        assert set(descriptor) <= {"metric_name", "unit", "overwrite"}, descriptor
+    assert {d["metric_name"] for d in descriptors} <= set(CONTRACT_UNITS)
+    for metric, (otel_unit, cloudwatch_unit) in CONTRACT_UNITS.items():
+        assert awsemf_unit(metric, otel_unit, descriptors) == cloudwatch_unit, metric
+
+
+def test_unit_check_sees_an_unmapped_annotation_unit() -> None:
+    """Without a descriptor, awsemf would pass "{record}" through unchanged: the check above can fail."""
+    assert awsemf_unit("batchlens.records.failed", "{record}", []) == "{record}"
+    not_overwriting = [{"metric_name": "batchlens.records.failed", "unit": "Count"}]
+    assert awsemf_unit("batchlens.records.failed", "{record}", not_overwriting) == "{record}"
 
 
 def test_lambda_layer_puts_decouple_last_after_batch() -> None:

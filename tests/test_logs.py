@@ -81,7 +81,7 @@ def test_record_failed_entries_carry_the_exception_and_error_type(telemetry):
 
 
 def test_fifo_skipped_records_log_outcome_skipped_without_a_traceback(telemetry):
-    """Short-circuited FIFO records log 'record failed' with outcome skipped and the circuit-breaker type."""
+    """Short-circuited FIFO records log 'record failed' with outcome skipped and the circuit-breaker's error.type."""
     event = sqs_fifo_event(["ok", "fail", "ok", "ok"], queue="orders.fifo", seed=3)
     processor = SqsFifoPartialProcessor(telemetry=telemetry)
 
@@ -92,8 +92,8 @@ def test_fifo_skipped_records_log_outcome_skipped_without_a_traceback(telemetry)
     assert [e["outcome"] for e in failed] == ["failure", "skipped", "skipped"]
     assert [e["error_type"] for e in failed] == [
         "ValueError",
-        "SQSFifoCircuitBreakerError",
-        "SQSFifoCircuitBreakerError",
+        "batchlens.exceptions.SQSFifoCircuitBreakerError",
+        "batchlens.exceptions.SQSFifoCircuitBreakerError",
     ]
     assert "exc_info" in failed[0]
     assert all("exc_info" not in e for e in failed[1:])
@@ -304,7 +304,9 @@ def test_unconfigured_in_lambda_prints_one_json_object_per_line(telemetry, monke
     assert [e["event"] for e in decoded] == ["record processed", "record failed", "batch processed"]
     assert [e["level"] for e in decoded] == ["info", "error", "info"]
     assert all(e["logger"] == "batchlens" and "timestamp" in e for e in decoded)
-    assert decoded[1]["exception"][0]["exc_type"] == "ValueError"
+    assert decoded[1]["exception"].startswith("Traceback (most recent call last):")
+    assert decoded[1]["exception"].endswith("ValueError: could not process the order\n")
+    assert decoded[1]["error_message"] == "could not process the order"
     assert decoded[0]["destination"] == "orders"
     assert not structlog.is_configured()
 

@@ -108,26 +108,50 @@ class RecordingMeterProvider(NoOpMeterProvider):
 
 
 # -- counters ----------------------------------------------------------------------------------------------
-def test_record_counters_sum_outcomes_with_error_types(telemetry, metric_reader):
-    """succeeded/failed counters count records per destination, failed ones per error.type."""
+CIRCUIT_BREAKER = "batchlens.exceptions.SQSFifoCircuitBreakerError"
+
+
+def test_failed_counter_counts_records_per_error_type(telemetry, metric_reader):
+    """batchlens.records.failed counts failed records per destination and error.type; successes are the rest."""
     event = sqs_event(["ok", "fail", "ok", "missing", "fail", "ok"], queue="orders", seed=1)
     processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
 
     process_partial_response(event, handler, processor)
 
-    succeeded = points(metric_reader, "batchlens.records.succeeded")
-    assert {k: p.value for k, p in succeeded.items()} == {key(): 3}
     failed = points(metric_reader, "batchlens.records.failed")
     assert {k: p.value for k, p in failed.items()} == {
         key({"error.type": "ValueError"}): 2,
         key({"error.type": "KeyError"}): 1,
     }
-    assert metric(metric_reader, "batchlens.records.succeeded").unit == "{record}"
     assert metric(metric_reader, "batchlens.records.failed").unit == "{record}"
+    consumed = sum(p.value for p in points(metric_reader, "messaging.client.consumed.messages").values())
+    assert consumed - sum(p.value for p in failed.values()) == 3
+
+
+def test_dropped_metrics_are_not_emitted(telemetry, metric_reader):
+    """batchlens.batches and batchlens.records.succeeded are gone (batch.size's count and consumed - failed)."""
+    processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
+
+    process_partial_response(sqs_event(["ok", "fail"], queue="orders", seed=1), handler, processor)
+
+    assert metric(metric_reader, "batchlens.batches") is None
+    assert metric(metric_reader, "batchlens.records.succeeded") is None
+    assert metric(metric_reader, "batchlens.batch.size") is not None
+
+
+def test_error_type_is_module_qualified_for_non_builtin_exceptions(telemetry, metric_reader):
+    """error.type names a library exception as module.qualname, like spans and log lines (error_type())."""
+    event = sqs_fifo_event(["ok", "fail", "ok"], queue="orders.fifo", seed=7)
+    processor = SqsFifoPartialProcessor(telemetry=telemetry)
+
+    process_partial_response(event, handler, processor)
+
+    kinds = {dict(k)["error.type"] for k in points(metric_reader, "batchlens.records.failed")}
+    assert kinds == {"ValueError", CIRCUIT_BREAKER}
 
 
 def test_consumed_messages_follow_semantic_conventions(telemetry, metric_reader):
-    """messaging.client.consumed.messages counts every record with operation name and error.type on failures."""
+    """messaging.client.consumed.messages counts every delivered record with the operation name, no error.type."""
     event = sqs_event(["ok", "fail", "ok"], queue="orders", seed=2)
     processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
 
@@ -135,11 +159,7 @@ def test_consumed_messages_follow_semantic_conventions(telemetry, metric_reader)
     process_partial_response(event, handler, processor)
 
     consumed = points(metric_reader, "messaging.client.consumed.messages")
-    process = {"messaging.operation.name": "process"}
-    assert {k: p.value for k, p in consumed.items()} == {
-        key(process): 4,
-        key({**process, "error.type": "ValueError"}): 2,
-    }
+    assert {k: p.value for k, p in consumed.items()} == {key({"messaging.operation.name": "process"}): 6}
     assert metric(metric_reader, "messaging.client.consumed.messages").unit == "{message}"
 
 
@@ -161,28 +181,25 @@ def test_duration_histogram_per_record_with_semconv_buckets(telemetry, metric_re
     assert 0 <= ok.sum < 1  # seconds, not milliseconds
 
 
-def test_batch_size_histogram_and_batch_outcomes(telemetry, metric_reader):
-    """Each batch records its size into batchlens.batch.size and adds one batchlens.batches by outcome."""
+def test_batch_size_histogram_by_batch_outcome(telemetry, metric_reader):
+    """Each batch records its size into batchlens.batch.size under its batchlens.batch.outcome."""
     processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
 
     process_partial_response(sqs_event(["ok", "ok"], queue="orders", seed=4), handler, processor)
     process_partial_response(sqs_event(["ok", "fail", "ok"], queue="orders", seed=5), handler, processor)
+    process_partial_response(sqs_event(["ok"] * 4, queue="orders", seed=14), handler, processor)
     with pytest.raises(BatchProcessingError):
         process_partial_response(sqs_event(["fail"] * 5, queue="orders", seed=6), handler, processor)
 
     size = points(metric_reader, "batchlens.batch.size")
-    (point,) = size.values()
-    assert set(size) == {key()}
-    assert (point.count, point.sum) == (3, 10)
-    assert tuple(point.explicit_bounds) == BATCH_SIZE_BUCKETS
-    assert metric(metric_reader, "batchlens.batch.size").unit == "{record}"
-    batches = points(metric_reader, "batchlens.batches")
-    assert {k: p.value for k, p in batches.items()} == {
-        key({"batchlens.batch.outcome": "success"}): 1,
-        key({"batchlens.batch.outcome": "partial_failure"}): 1,
-        key({"batchlens.batch.outcome": "failure"}): 1,
+    outcome = "batchlens.batch.outcome"
+    assert {k: (p.count, p.sum) for k, p in size.items()} == {
+        key({outcome: "success"}): (2, 6),
+        key({outcome: "partial_failure"}): (1, 3),
+        key({outcome: "failure"}): (1, 5),
     }
-    assert metric(metric_reader, "batchlens.batches").unit == "{batch}"
+    assert all(tuple(p.explicit_bounds) == BATCH_SIZE_BUCKETS for p in size.values())
+    assert metric(metric_reader, "batchlens.batch.size").unit == "{record}"
 
 
 def test_fifo_skipped_records_count_as_failed_but_record_no_duration(telemetry, metric_reader):
@@ -196,7 +213,7 @@ def test_fifo_skipped_records_count_as_failed_but_record_no_duration(telemetry, 
     failed = {k: p.value for k, p in points(metric_reader, "batchlens.records.failed").items()}
     assert failed == {
         key({**orders, "error.type": "ValueError"}): 1,
-        key({**orders, "error.type": "SQSFifoCircuitBreakerError"}): 2,
+        key({**orders, "error.type": CIRCUIT_BREAKER}): 2,
     }
     durations = points(metric_reader, "messaging.process.duration")
     assert sum(p.count for p in durations.values()) == 2
@@ -210,9 +227,11 @@ def test_kinesis_metrics_name_the_stream_and_system(telemetry, metric_reader):
 
     process_partial_response(kinesis_event(count=3, stream="clicks", seed=8), lambda record: None, processor)
 
-    succeeded = points(metric_reader, "batchlens.records.succeeded")
-    assert {k: p.value for k, p in succeeded.items()} == {
-        attrs(messaging__system="aws.kinesis", messaging__destination__name="clicks"): 3
+    consumed = points(metric_reader, "messaging.client.consumed.messages")
+    assert {k: p.value for k, p in consumed.items()} == {
+        attrs(
+            messaging__system="aws.kinesis", messaging__destination__name="clicks", messaging__operation__name="process"
+        ): 3
     }
 
 
@@ -224,18 +243,30 @@ def test_mixed_destinations_are_counted_per_queue(telemetry, metric_reader):
 
     process_partial_response(event, handler, processor)
 
-    succeeded = {k: p.value for k, p in points(metric_reader, "batchlens.records.succeeded").items()}
-    assert succeeded == {
-        attrs(messaging__system="aws_sqs", messaging__destination__name="queue-a"): 1,
-        attrs(messaging__system="aws_sqs", messaging__destination__name="queue-b"): 1,
+    process = {"messaging.system": "aws_sqs", "messaging.operation.name": "process"}
+    consumed = {k: p.value for k, p in points(metric_reader, "messaging.client.consumed.messages").items()}
+    assert consumed == {
+        frozenset({**process, "messaging.destination.name": "queue-a"}.items()): 2,
+        frozenset({**process, "messaging.destination.name": "queue-b"}.items()): 1,
+    }
+    failed = {k: p.value for k, p in points(metric_reader, "batchlens.records.failed").items()}
+    assert failed == {
+        attrs(messaging__system="aws_sqs", messaging__destination__name="queue-a", error__type="ValueError"): 1
     }
     size = points(metric_reader, "batchlens.batch.size")
-    assert set(size) == {attrs(messaging__system="aws_sqs")}
+    assert set(size) == {attrs(messaging__system="aws_sqs", batchlens__batch__outcome="partial_failure")}
     durations = points(metric_reader, "messaging.process.duration")
     assert {dict(k).get("messaging.destination.name") for k in durations} == {"queue-a", "queue-b"}
 
 
 # -- cost and providers ------------------------------------------------------------------------------------------
+def calls_by_name(provider: RecordingMeterProvider) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+    by_name: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for name, amount, attributes in provider.calls:
+        by_name.setdefault(name, []).append((amount, attributes))
+    return by_name
+
+
 def test_counters_are_added_once_per_batch_and_attribute_set():
     """A 200-record batch costs one add per attribute set and counter, and one duration sample per record."""
     provider = RecordingMeterProvider()
@@ -245,17 +276,72 @@ def test_counters_are_added_once_per_batch_and_attribute_set():
 
     process_partial_response(sqs_event(bodies, queue="orders", seed=11), handler, processor)
 
-    by_name: dict[str, list[tuple[float, dict[str, Any]]]] = {}
-    for name, amount, attributes in provider.calls:
-        by_name.setdefault(name, []).append((amount, attributes))
+    by_name = calls_by_name(provider)
     assert len(by_name["messaging.process.duration"]) == 200
-    assert sorted(a for a, _ in by_name["batchlens.records.succeeded"]) == [180]
-    assert sorted(a for a, _ in by_name["batchlens.records.failed"]) == [20]
-    assert sorted(a for a, _ in by_name["messaging.client.consumed.messages"]) == [20, 180]
-    assert by_name["batchlens.batches"] == [
-        (1, {**SQS_ORDERS, "batchlens.batch.outcome": "partial_failure"}),
+    assert by_name["batchlens.records.failed"] == [(20, {**SQS_ORDERS, "error.type": "ValueError"})]
+    assert by_name["messaging.client.consumed.messages"] == [
+        (200, {**SQS_ORDERS, "messaging.operation.name": "process"})
     ]
-    assert by_name["batchlens.batch.size"] == [(200, SQS_ORDERS)]
+    assert by_name["batchlens.batch.size"] == [(200, {**SQS_ORDERS, "batchlens.batch.outcome": "partial_failure"})]
+    assert len(by_name["batchlens.batch.oldest_record_age"]) == 1
+    assert set(by_name) == {
+        "messaging.process.duration",
+        "batchlens.records.failed",
+        "messaging.client.consumed.messages",
+        "batchlens.batch.size",
+        "batchlens.batch.oldest_record_age",
+    }
+
+
+def test_a_successful_batch_makes_no_zero_valued_adds():
+    """Without failures or redeliveries, nothing is added to batchlens.records.failed or records.redelivered."""
+    provider = RecordingMeterProvider()
+    processor = BatchProcessor(
+        EventType.SQS, telemetry=Telemetry(meter_provider=provider, tracing=False, logging=False)
+    )
+
+    process_partial_response(sqs_event(count=3, queue="orders", seed=15), handler, processor)
+
+    by_name = calls_by_name(provider)
+    assert set(by_name) == {
+        "messaging.process.duration",
+        "messaging.client.consumed.messages",
+        "batchlens.batch.size",
+        "batchlens.batch.oldest_record_age",
+    }
+    assert by_name["messaging.client.consumed.messages"] == [(3, {**SQS_ORDERS, "messaging.operation.name": "process"})]
+
+
+def test_attribute_sets_are_built_once_per_destination_and_outcome():
+    """Two batches of the same queue and outcome pass the very same attribute dicts to the instruments."""
+    provider = RecordingMeterProvider()
+    seen: list[int] = []
+
+    class IdentityInstrument(RecordingInstrument):
+        def add(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+            seen.append(id(attributes))
+
+        def record(self, amount: float, attributes: Any = None, context: Any = None) -> None:
+            seen.append(id(attributes))
+
+    class IdentityMeter(RecordingMeter):
+        def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:
+            return IdentityInstrument(self.calls, name)
+
+        def create_histogram(self, name: str, unit: str = "", description: str = "", **kwargs: Any) -> Any:
+            return IdentityInstrument(self.calls, name)
+
+    provider.get_meter = lambda *a, **k: IdentityMeter(provider.calls)  # type: ignore[method-assign]
+    processor = BatchProcessor(
+        EventType.SQS, telemetry=Telemetry(meter_provider=provider, tracing=False, logging=False)
+    )
+
+    process_partial_response(sqs_event(["ok", "fail"], queue="orders", seed=16), handler, processor)
+    first = list(seen)
+    seen.clear()
+    process_partial_response(sqs_event(["fail", "ok"], queue="orders", seed=17), handler, processor)
+
+    assert sorted(seen) == sorted(first)
 
 
 def test_instruments_are_created_once_per_provider():

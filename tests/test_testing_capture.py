@@ -89,13 +89,13 @@ def test_counters_and_histogram_count() -> None:
     event = sqs_event(["ok", "fail", "ok", "ok"], seed=4)
     with capture_telemetry() as telemetry:
         process(event)
-    assert telemetry.counter("batchlens.records.succeeded") == 3
+    assert telemetry.counter("messaging.client.consumed.messages") == 4
     assert telemetry.counter("batchlens.records.failed") == 1
     assert telemetry.counter("batchlens.records.failed", error__type="ValueError") == 1
     assert telemetry.counter("batchlens.records.failed", error__type="KeyError") == 0
-    assert telemetry.counter("batchlens.records.succeeded", messaging__system="aws_sqs") == 3
-    assert telemetry.counter("batchlens.batches", batchlens__batch__outcome="partial_failure") == 1
-    assert telemetry.counter("batchlens.batches", batchlens__batch__outcome="success") == 0
+    assert telemetry.counter("messaging.client.consumed.messages", messaging__system="aws_sqs") == 4
+    assert telemetry.histogram_count("batchlens.batch.size", batchlens__batch__outcome="partial_failure") == 1
+    assert telemetry.histogram_count("batchlens.batch.size", batchlens__batch__outcome="success") == 0
     assert telemetry.counter("no.such.metric") == 0
     assert telemetry.histogram_count("messaging.process.duration") == 4
     assert telemetry.histogram_count("messaging.process.duration", error__type="ValueError") == 1
@@ -108,9 +108,9 @@ def test_counters_accumulate_over_batches() -> None:
     with capture_telemetry() as telemetry:
         process(sqs_event(["ok", "fail"], seed=5))
         process(sqs_event(["fail", "ok", "ok"], seed=6))
-    assert telemetry.counter("batchlens.records.succeeded") == 3
+    assert telemetry.counter("messaging.client.consumed.messages") == 5
     assert telemetry.counter("batchlens.records.failed") == 2
-    assert telemetry.counter("batchlens.batches") == 2
+    assert telemetry.histogram_count("batchlens.batch.size") == 2
     assert len(telemetry.batch_spans()) == 2
 
 
@@ -173,7 +173,7 @@ def test_async_processor_is_captured() -> None:
     assert len(telemetry.record_spans()) == 4
     (batch,) = telemetry.batch_spans()
     assert all(s.parent is not None and s.parent.span_id == batch.context.span_id for s in telemetry.record_spans())
-    assert telemetry.counter("batchlens.records.succeeded") == 2
+    assert telemetry.counter("messaging.client.consumed.messages") == 4
     assert telemetry.histogram_count("messaging.process.duration") == 4
     assert len(telemetry.log_events("record failed")) == 2
 
@@ -194,10 +194,10 @@ def test_nothing_before_or_after_the_block_is_captured() -> None:
     event = sqs_event(["ok", "fail"], seed=13)
     with capture_telemetry() as telemetry:
         process(event)
-    before = (len(telemetry.spans), len(telemetry.logs), telemetry.counter("batchlens.records.succeeded"))
+    before = (len(telemetry.spans), len(telemetry.logs), telemetry.counter("messaging.client.consumed.messages"))
     process(sqs_event(["ok", "ok", "fail"], seed=14))
-    after = (len(telemetry.spans), len(telemetry.logs), telemetry.counter("batchlens.records.succeeded"))
-    assert before == after == (3, 3, 1)
+    after = (len(telemetry.spans), len(telemetry.logs), telemetry.counter("messaging.client.consumed.messages"))
+    assert before == after == (3, 3, 2)
     assert telemetry.failed_record_ids() == [ids(event)[1]]
 
 
@@ -208,7 +208,7 @@ def test_a_later_block_captures_only_its_own_batches() -> None:
     event = sqs_event(["fail", "ok"], seed=16)
     with capture_telemetry() as second:
         process(event)
-    assert first.counter("batchlens.records.succeeded") == 1
+    assert first.counter("messaging.client.consumed.messages") == 1
     assert first.failed_record_ids() == []
     assert second.failed_record_ids() == [ids(event)[0]]
     assert len(second.record_spans()) == 2
@@ -228,7 +228,7 @@ def test_nested_blocks_capture_into_the_innermost() -> None:
     assert len(inner.batch_spans()) == 2
     assert ids(inner_event)[0] in inner.failed_record_ids()
     assert outer.failed_record_ids() == [ids(outer_event)[1]]
-    assert outer.counter("batchlens.batches") == 1
+    assert outer.histogram_count("batchlens.batch.size") == 1
 
 
 def test_global_tracer_provider_is_untouched() -> None:

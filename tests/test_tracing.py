@@ -226,7 +226,7 @@ def test_entirely_failed_batch_marks_batch_span_as_error(telemetry, span_exporte
     assert batch.status.status_code is StatusCode.ERROR
     assert batch.attributes["batchlens.batch.failure_count"] == 2
     assert batch.attributes["batchlens.batch.success_count"] == 0
-    assert batch.attributes["error.type"] == "BatchProcessingError"
+    assert batch.attributes["error.type"] == "batchlens.exceptions.BatchProcessingError"
 
 
 def test_entirely_failed_batch_without_raising_is_still_an_error(telemetry, span_exporter):
@@ -336,7 +336,7 @@ def test_fifo_short_circuited_records_get_error_spans_named_after_the_circuit_br
     assert spans[0].status.status_code is StatusCode.UNSET
     assert spans[1].attributes["error.type"] == "ValueError"
     for skipped in spans[2:]:
-        assert skipped.attributes["error.type"] == "SQSFifoCircuitBreakerError"
+        assert skipped.attributes["error.type"] == "batchlens.exceptions.SQSFifoCircuitBreakerError"
         assert skipped.status.status_code is StatusCode.ERROR
         assert skipped.status.description == "A previous record failed processing"
         assert not [e for e in skipped.events if e.name == "exception"]
@@ -358,7 +358,7 @@ def test_fifo_group_skip_uses_the_group_circuit_breaker_name(telemetry, span_exp
     assert [s.attributes.get("error.type") for s in spans] == [
         "ValueError",
         None,
-        "SQSFifoMessageGroupCircuitBreakerError",
+        "batchlens.exceptions.SQSFifoMessageGroupCircuitBreakerError",
         None,
     ]
 
@@ -376,7 +376,11 @@ def test_stream_stop_policy_skipped_records_get_spans(telemetry, span_exporter):
 
     _, records = spans_by_kind(span_exporter)
     spans = [by_message_id(records)[r["kinesis"]["sequenceNumber"]] for r in event["Records"]]
-    assert [s.attributes.get("error.type") for s in spans] == [None, "RuntimeError", "StreamCircuitBreakerError"]
+    assert [s.attributes.get("error.type") for s in spans] == [
+        None,
+        "RuntimeError",
+        "batchlens.exceptions.StreamCircuitBreakerError",
+    ]
 
 
 # -- concurrency ---------------------------------------------------------------------------------------------
@@ -585,7 +589,7 @@ async def test_base_exception_in_async_handler_ends_every_span(telemetry, span_e
     assert sorted(str(s.attributes["messaging.message.id"]) for s in records) == sorted(started)
     assert all(s.end_time is not None for s in records)
     error_types = sorted(str(s.attributes["error.type"]) for s in records)
-    assert error_types == ["CancelledError"] * 2 + ["Stop"]
+    assert error_types == ["asyncio.exceptions.CancelledError"] * 2 + [f"{__name__}.{Stop.__qualname__}"]
 
 
 # -- producer links --------------------------------------------------------------------------------------------

@@ -11,13 +11,15 @@ something to show.
    Grafana with the dashboard provisioned; or run ``prometheus --config.file=exporters/prometheus/prometheus.yml``
    and import the JSON from ``batchlens dashboards export ./dashboards`` into your own Grafana.
 3. Open http://localhost:3000, folder "batchlens": records per second by outcome, failure ratio,
-   failures by error type, duration percentiles, batches by outcome, records per batch.
+   failures by error type, duration percentiles and heatmap, batches by outcome, records per batch,
+   oldest record age, redeliveries and the top error types.
 
 ``--check`` processes a few batches, reads the endpoint once and prints the batchlens series it found
 (a quick way to verify the setup without Prometheus).
 
-In a Lambda function you would call ``configure()`` once at module level, with ``metrics="otlp"`` and a
-collector (see ``exporters/README.md``), and ``flush()`` before returning.
+In a Lambda function you would call ``configure()`` once at module level: there the metrics default to EMF
+lines for CloudWatch (``batchlens dashboards export --format cloudwatch``), or go to a collector with
+``metrics="otlp"`` (see ``exporters/README.md``); ``process_partial_response`` flushes them given the context.
 """
 
 from __future__ import annotations

@@ -18,15 +18,25 @@ __all__ = ["DEFAULT_REDACT_KEYS", "Telemetry"]
 
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
     "password",
+    "passwd",
+    "pwd",
     "secret",
     "token",
-    "authorization",
-    "api_key",
+    "auth",
     "apikey",
     "cookie",
+    "credential",
+    "privatekey",
 )
+"""Substrings of the dict keys whose values are captured as ``"[REDACTED]"``.
+
+A key matches when, lower-cased and without ``-`` and ``_``, it contains one of them: ``auth`` covers
+``Authorization`` and ``oauth_state`` (and ``author``), ``apikey`` covers ``x-api-key``, ``token`` covers
+``AWS_SESSION_TOKEN`` and ``refreshToken``, ``secret`` covers ``aws_secret_access_key``.
+"""
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 FLUSH_MODES: tuple[str, ...] = ("auto", "always", "never")
+LOG_OUTPUTS: tuple[str, ...] = ("auto", "structlog", "stdlib")
 
 
 @dataclass(frozen=True)
@@ -44,12 +54,16 @@ class Telemetry:
         capture_response: Capture handler results on record spans (``BATCHLENS_CAPTURE_RESPONSE``).
         capture_max_bytes_per_record: UTF-8 byte cap of one captured result.
         capture_max_bytes_per_batch: UTF-8 byte budget of all captured results of one batch.
-        redact_keys: Dict keys whose values are replaced by ``"[REDACTED]"`` in captured results.
+        redact_keys: Substrings of the dict keys whose values are replaced by ``"[REDACTED]"`` in captured
+            results (matched case-insensitively, ``-`` and ``_`` ignored). This list replaces the defaults,
+            ``DEFAULT_REDACT_KEYS``; ``BATCHLENS_REDACT_KEYS`` adds to them.
         sentry: Send every failed record to Sentry (``BATCHLENS_SENTRY_ENABLED``).
         sentry_dsn: DSN used to initialise Sentry when the application has not (``BATCHLENS_SENTRY_DSN``,
             falling back to ``SENTRY_DSN``).
         flush: ``auto`` flushes telemetry before returning when a Lambda context is given, ``always`` after
             every batch, ``never`` leaves it to the application (``BATCHLENS_FLUSH``).
+        log_output: Where log entries go when structlog is unconfigured: ``auto`` detects an application that
+            logs through ``logging``, ``structlog`` and ``stdlib`` force one (``BATCHLENS_LOG_OUTPUT``).
         tracer_provider: Tracer provider to use instead of the OpenTelemetry global one.
         meter_provider: Meter provider to use instead of the OpenTelemetry global one.
     """
@@ -65,6 +79,7 @@ class Telemetry:
     sentry: bool = False
     sentry_dsn: str | None = None
     flush: str = "auto"
+    log_output: str = "auto"
     tracer_provider: TracerProvider | None = field(default=None, compare=False)
     meter_provider: MeterProvider | None = field(default=None, compare=False)
 
@@ -76,7 +91,7 @@ class Telemetry:
                 object.__setattr__(self, name, parse_bool(name, value))
             elif not isinstance(value, bool):
                 raise ValueError(f"{name}={value!r} is not valid; expected True or False")
-        for name, choices in (("success_log_level", LOG_LEVELS), ("flush", FLUSH_MODES)):
+        for name, choices in (("success_log_level", LOG_LEVELS), ("flush", FLUSH_MODES), ("log_output", LOG_OUTPUTS)):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name}={getattr(self, name)!r} is not valid; accepted values: {', '.join(choices)}")
         if self.sentry_dsn is not None:
@@ -91,6 +106,10 @@ class Telemetry:
         if flush not in FLUSH_MODES:
             raise ValueError(f"flush={self.flush!r} is not valid; accepted values: {', '.join(FLUSH_MODES)}")
         object.__setattr__(self, "flush", flush)
+        log_output = self.log_output.strip().lower()
+        if log_output not in LOG_OUTPUTS:
+            raise ValueError(f"log_output={self.log_output!r} is not valid; accepted values: {', '.join(LOG_OUTPUTS)}")
+        object.__setattr__(self, "log_output", log_output)
         for name in ("capture_max_bytes_per_record", "capture_max_bytes_per_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -99,7 +118,9 @@ class Telemetry:
             keys: tuple[str, ...] = tuple(self.redact_keys.split(","))
         else:
             keys = tuple(self.redact_keys)
-        object.__setattr__(self, "redact_keys", tuple(k.strip().lower() for k in keys if k.strip()))
+        # trimmed, lower-cased, blanks and repeats dropped
+        keys = tuple(dict.fromkeys(k.strip().lower() for k in keys if k.strip()))
+        object.__setattr__(self, "redact_keys", keys)
 
     @property
     def enabled(self) -> bool:
@@ -139,10 +160,12 @@ class Telemetry:
             "capture_max_bytes_per_batch": env_int(
                 env, "BATCHLENS_CAPTURE_MAX_BYTES_PER_BATCH", d.capture_max_bytes_per_batch, minimum=0
             ),
-            "redact_keys": tuple(redact_raw.split(",")) if redact_raw is not None else d.redact_keys,
+            # adds to the defaults: a variable set for one extra key never switches the defaults off
+            "redact_keys": (*d.redact_keys, *redact_raw.split(",")) if redact_raw is not None else d.redact_keys,
             "sentry": env_bool(env, "BATCHLENS_SENTRY_ENABLED", d.sentry),
             "sentry_dsn": env.get("BATCHLENS_SENTRY_DSN", "").strip() or env.get("SENTRY_DSN") or None,
             "flush": env_choice(env, "BATCHLENS_FLUSH", d.flush, FLUSH_MODES),
+            "log_output": env_choice(env, "BATCHLENS_LOG_OUTPUT", d.log_output, LOG_OUTPUTS),
         }
         values.update(overrides)
         return cls(**values)

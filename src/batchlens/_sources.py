@@ -91,6 +91,38 @@ class Source:
         """Wrap a raw record in its data class."""
         return self.data_class(raw)
 
+    def enqueue_stats(self, records: list[Any]) -> tuple[float | None, int]:
+        """The records' oldest enqueue time (Unix seconds; None when none has one) and SQS redeliveries.
+
+        Enqueue times: SQS ``SentTimestamp`` (ms), Kinesis ``approximateArrivalTimestamp`` (s), DynamoDB
+        ``ApproximateCreationDateTime`` (s), Kafka ``timestamp`` (ms). Redeliveries: SQS records whose
+        ``ApproximateReceiveCount`` is above 1. Malformed or missing values are left out.
+        """
+        system = self.messaging_system
+        oldest: float | None = None
+        redelivered = 0
+        for raw in records:
+            try:
+                if system == "aws_sqs":
+                    attributes = raw["attributes"]
+                    count = attributes.get("ApproximateReceiveCount")
+                    if count is not None and count != "1" and int(count) > 1:
+                        redelivered += 1
+                    sent = int(attributes["SentTimestamp"]) / 1000
+                elif system == "aws.kinesis":
+                    sent = float(raw["kinesis"]["approximateArrivalTimestamp"])
+                elif system == "aws.dynamodb":
+                    sent = float(raw["dynamodb"]["ApproximateCreationDateTime"])
+                elif system == "kafka":
+                    sent = int(raw["timestamp"]) / 1000
+                else:
+                    return None, 0
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+                continue
+            if sent > 0 and (oldest is None or sent < oldest):
+                oldest = sent
+        return oldest, redelivered
+
     # -- identity ----------------------------------------------------------------------------------------
     def identifier(self, raw: Any) -> Any:
         """The ``itemIdentifier`` reported for a failed raw record. Raises MissingField."""
@@ -282,6 +314,16 @@ class _KafkaSource(Source):
             from batchlens.exceptions import UnexpectedBatchTypeError
 
             raise UnexpectedBatchTypeError(_KAFKA_TYPE_ERROR)
+        for partition, records in grouped.items():
+            if not isinstance(records, list):
+                # iterated, a mapping would yield its keys as "records": bogus successes, the real record never
+                # run. Raising before any record runs lets Lambda retry the whole batch: nothing is lost.
+                from batchlens.exceptions import UnexpectedBatchTypeError
+
+                raise UnexpectedBatchTypeError(
+                    f"Invalid Kafka event structure: partition {str(partition)[:200]!r} holds "
+                    f"{type(records).__name__}, not a list of records."
+                )
         return [record for records in grouped.values() for record in records]
 
     def identifier(self, raw: Any) -> Any:

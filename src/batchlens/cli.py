@@ -1,4 +1,4 @@
-"""The ``batchlens`` command: ``demo``, ``run``, ``events`` and ``dashboards``.
+"""The ``batchlens`` command: ``demo``, ``run``, ``events``, ``dashboards`` and ``poll``.
 
 Only the standard library is imported at start-up; each command imports what it needs.
 """
@@ -250,26 +250,58 @@ def _default_processor(kind: str | None, event_type: Any, event: Any, handler: A
     return "async" if is_async else "sync"
 
 
+_MAX_INT_DIGITS = 4300  # CPython's default int_max_str_digits, enforced the same on every Python version
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > _MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits} digits (at most {_MAX_INT_DIGITS})")
+    return int(text)
+
+
 def _read_event(path: str) -> Any:
+    """The event JSON of ``path`` (``-``: stdin); anything unreadable is ``BadInput`` (exit 2, one line)."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            data: str | bytes = stream.read() if stream is not None else sys.stdin.read()
+        else:
+            data = Path(path).read_bytes()
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
     except OSError as exc:
         raise BadInput(f"cannot read event file {path!r}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"event file {path!r} is not UTF-8 (invalid byte at offset {exc.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise BadInput(f"event file {path!r} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError:
+        raise BadInput(f"event file {path!r} is not usable JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise BadInput(f"event file {path!r} is not usable JSON: {_first_line(exc)}") from None
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of ``error``'s message, bounded (the class name when it has none)."""
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _configure_stderr_logging() -> None:
     import structlog
 
-    # the CLI is the application here, so configuring structlog is ours to do
+    from batchlens._telemetry._log_render import render_exception
+
+    # the CLI is the application here, so configuring structlog is ours to do; tracebacks are bounded text
+    # without frame locals, as in every pipeline batchlens chooses
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.format_exc_info,
+            render_exception,
             structlog.processors.JSONRenderer(),
         ],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
@@ -303,11 +335,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         response = run(event, handler, processor, lambda_context())
     except batchlens.BatchProcessingError as error:
         if isinstance(error, batchlens.UnexpectedBatchTypeError):
-            raise BadInput(str(error).splitlines()[0]) from error
-        print(f"batchlens: the whole batch failed: {str(error).splitlines()[0]}", file=sys.stderr)
+            raise BadInput(_first_line(error)) from error
+        print(f"batchlens: the whole batch failed: {_first_line(error)}", file=sys.stderr)
         return EXIT_BATCH_FAILED
     except ValueError as error:
-        raise BadInput(str(error).splitlines()[0]) from error
+        raise BadInput(_first_line(error)) from error
     print(json.dumps(response), file=out)
     failures = len(response["batchItemFailures"])
     size = len(processor.records)
@@ -344,26 +376,29 @@ def dashboards_dir() -> Path:
 
 
 def cmd_dashboards(args: argparse.Namespace, out: TextIO) -> int:
-    """List or export the bundled Grafana dashboards."""
+    """List or export the bundled dashboards (Grafana files as they are, CloudWatch rendered for NS and region)."""
+    import os
+
+    from batchlens import _dashboard_export
+
     folder = dashboards_dir()
-    files = sorted(folder.glob("*.json"))
     if args.action == "list":
-        for path in files:
-            try:
-                title = json.loads(path.read_text(encoding="utf-8")).get("title", "")
-            except (OSError, json.JSONDecodeError):
-                title = ""
-            print(f"{path.name}\t{title}", file=out)
+        for name, title in _dashboard_export.listing(folder):
+            print(f"{name}\t{title}", file=out)
         return EXIT_OK
     target = Path(args.directory)
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        for path in files:
-            (target / path.name).write_bytes(path.read_bytes())
+        namespace = args.namespace
+        if namespace is None:
+            namespace = os.environ.get("BATCHLENS_EMF_NAMESPACE") or _dashboard_export.DEFAULT_NAMESPACE
+        written = _dashboard_export.export(folder, target, args.format, namespace, region)
+    except ValueError as problem:
+        raise BadInput(str(problem)) from problem
     except OSError as exc:
         raise BadInput(f"cannot write to {str(target)!r}: {exc.strerror or exc}") from exc
-    for path in files:
-        print(str(target / path.name), file=out)
+    for path in written:
+        print(str(path), file=out)
     return EXIT_OK
 
 
@@ -403,14 +438,33 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--seed", type=int, default=None, help="random seed for a repeatable event")
     events.set_defaults(func=cmd_events)
 
-    dashboards = sub.add_parser("dashboards", help="list or export the bundled Grafana dashboards")
+    dashboards = sub.add_parser("dashboards", help="list or export the bundled Grafana and CloudWatch dashboards")
     dash_sub = dashboards.add_subparsers(dest="action", metavar="ACTION")
     dash_sub.required = True
     dash_sub.add_parser("list", help="list the bundled dashboards").set_defaults(func=cmd_dashboards)
-    export = dash_sub.add_parser("export", help="copy the dashboards' JSON files into DIR")
+    export = dash_sub.add_parser("export", help="write the dashboards' JSON files into DIR")
     export.add_argument("directory", metavar="DIR")
+    export.add_argument(
+        "--format",
+        choices=("grafana", "cloudwatch"),
+        default="grafana",
+        help="grafana (default): the Grafana JSON as is; cloudwatch: the CloudWatch body for NAMESPACE and REGION",
+    )
+    export.add_argument("--namespace", help="CloudWatch metric namespace (default: BATCHLENS_EMF_NAMESPACE, batchlens)")
+    export.add_argument("--region", help="CloudWatch dashboard region (default: AWS_REGION, AWS_DEFAULT_REGION)")
     export.set_defaults(func=cmd_dashboards)
+
+    from batchlens._poll._args import add_parser as add_poll_parser  # standard library only
+
+    add_poll_parser(sub).set_defaults(func=cmd_poll)
     return parser
+
+
+def cmd_poll(args: argparse.Namespace, out: TextIO) -> int:
+    """Run a Lambda handler against a real queue or stream (batchlens/_poll)."""
+    from batchlens._poll._runner import cmd_poll as run_poll
+
+    return run_poll(args, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batchlens._telemetry._resolve import (
     DEFAULT_PROMETHEUS_ADDR,
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from batchlens._telemetry.emf import EmfMetricExporter
+
 __all__ = [
     "DEFAULT_PROMETHEUS_ADDR",
     "DEFAULT_PROMETHEUS_PORT",
@@ -70,11 +72,22 @@ __all__ = [
     "METRICS_EXPORTERS",
     "OTLP_PROTOCOLS",
     "TRACES_EXPORTERS",
+    "EmfMetricExporter",
     "TelemetryHandle",
     "configure",
 ]
 
 _logger = logging.getLogger("batchlens.telemetry")
+
+
+def __getattr__(name: str) -> Any:
+    # EmfMetricExporter subclasses the SDK's MetricExporter: imported on first use, like the SDK itself
+    if name == "EmfMetricExporter":
+        from batchlens._telemetry.emf import EmfMetricExporter
+
+        return EmfMetricExporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 class TelemetryHandle:
     """The pipelines :func:`configure` built, and the way to flush and stop them.
@@ -200,8 +213,10 @@ def configure(
             ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, then the Lambda function name.
         traces: ``"otlp"``, ``"console"``, ``"none"`` (comma-separated combinations allowed) or a
             ``SpanExporter`` instance. Defaults to ``OTEL_TRACES_EXPORTER``, then ``"otlp"``.
-        metrics: ``"otlp"``, ``"prometheus"``, ``"console"``, ``"none"`` (combinations allowed) or a
-            ``MetricReader`` instance. Defaults to ``OTEL_METRICS_EXPORTER``, then ``"otlp"``.
+        metrics: ``"emf"`` (CloudWatch Embedded Metric Format lines on stdout, written at each flush),
+            ``"otlp"``, ``"prometheus"``, ``"console"``, ``"none"`` (combinations allowed) or a
+            ``MetricReader`` instance. Defaults to ``OTEL_METRICS_EXPORTER``, then ``"emf"`` inside Lambda
+            (``AWS_LAMBDA_FUNCTION_NAME`` set) and ``"otlp"`` elsewhere.
         logs: structlog output for the application: ``"json"`` (one JSON object per line with timestamp
             and level), ``"console"`` (structlog's ConsoleRenderer) or ``"none"`` (leave structlog alone).
             Defaults to ``"json"`` in Lambda and ``"console"`` elsewhere, unless the application already

@@ -163,7 +163,8 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
     """M: the API calls C's contract requires for an SQS batch, written out by hand with no batchlens code.
 
     Per batch: a CONSUMER span with the messaging attributes (current while records run) and its counts at the
-    end, the ``batch processed`` log entry, the record counters and the batch-size histogram. Per record: a
+    end, the ``batch processed`` log entry, the oldest-record age sample (and the redeliveries, when any) at its
+    start, the consumed and failed counters and the batch-size histogram by outcome at its end. Per record: a
     CONSUMER child span with six attributes at start, current while the handler runs; on success the captured
     JSON result and its size; on failure ``error.type``, an error status and an exception event; one structlog
     entry with the contract's keys (trace and span id included); one duration histogram sample.
@@ -184,10 +185,10 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
         "messaging.process.duration", unit="s", explicit_bucket_boundaries_advisory=DURATION_BUCKETS
     )
     sizes = meter.create_histogram("batchlens.batch.size", unit="{record}")
-    succeeded = meter.create_counter("batchlens.records.succeeded", unit="{record}")
     failed = meter.create_counter("batchlens.records.failed", unit="{record}")
     consumed = meter.create_counter("messaging.client.consumed.messages", unit="{message}")
-    batches = meter.create_counter("batchlens.batches", unit="{batch}")
+    ages = meter.create_histogram("batchlens.batch.oldest_record_age", unit="s")
+    redelivered = meter.create_counter("batchlens.records.redelivered", unit="{record}")
     no_exemplar = trace.set_span_in_context(trace.INVALID_SPAN)
     log = structlog.get_logger("batchlens")
     perf_ns = time.perf_counter_ns
@@ -203,6 +204,12 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
             "messaging.destination.name": queue,
         }
         batch_start = perf_ns()
+        outcome_attributes = {"messaging.system": "aws_sqs", "messaging.destination.name": queue}
+        oldest_ms = min(int(raw["attributes"]["SentTimestamp"]) for raw in records)
+        ages.record(max(time.time() - oldest_ms / 1000, 0.0), outcome_attributes, context=no_exemplar)
+        redeliveries = sum(1 for raw in records if int(raw["attributes"]["ApproximateReceiveCount"]) > 1)
+        if redeliveries:
+            redelivered.add(redeliveries, outcome_attributes)
         batch_span = tracer.start_span(
             name, kind=SpanKind.CONSUMER, attributes={**common, "messaging.batch.message_count": len(records)}
         )
@@ -273,15 +280,11 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
         for nanoseconds, ok in samples:
             attributes = metric_attributes if ok else failure_attributes
             duration.record(nanoseconds / 1e9, attributes, context=no_exemplar)
-        outcome_attributes = {"messaging.system": "aws_sqs", "messaging.destination.name": queue}
-        succeeded.add(len(records) - len(failures), outcome_attributes)
-        consumed.add(len(records) - len(failures), metric_attributes)
+        consumed.add(len(records), metric_attributes)
         if failures:
             failed.add(len(failures), {**outcome_attributes, "error.type": "ValueError"})
-            consumed.add(len(failures), failure_attributes)
-        sizes.record(len(records), outcome_attributes)
         outcome = "partial_failure" if failures else "success"
-        batches.add(1, {**outcome_attributes, "batchlens.batch.outcome": outcome})
+        sizes.record(len(records), {**outcome_attributes, "batchlens.batch.outcome": outcome}, context=no_exemplar)
         batch_span.set_attributes(
             {
                 "batchlens.batch.failure_count": len(failures),

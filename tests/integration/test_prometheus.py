@@ -46,6 +46,13 @@ SQS_FAILURES = {
 SQS_FAILURE_RATIO = sum(SQS_FAILURES.values()) / SQS_RECORDS
 SQS_BATCH_OUTCOMES = {"success": 2, "partial_failure": 3, "failure": 1}
 RECORD_SLEEP_S = 0.002
+# Redeliveries: in every SQS batch, the first SQS_REDELIVERED records carry ApproximateReceiveCount 3.
+SQS_REDELIVERED = 3
+SQS_REDELIVERED_PER_ROUND = SQS_REDELIVERED * sum(n for n, _ in SQS_ROUND)
+# Record age: each batch's first record was enqueued this long before the batch ran, the others 1 s before.
+# The ages fall inside one bucket of batchlens.batch.oldest_record_age: SQS (60, 120], Kinesis (10, 30].
+SQS_OLDEST_AGE_S, SQS_AGE_BUCKET = 90, (60, 120)
+KINESIS_OLDEST_AGE_S, KINESIS_AGE_BUCKET = 20, (10, 30)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -75,13 +82,23 @@ def _run_round(sqs_processor: Any, kinesis_processor: Any) -> None:
     for batches, failures in SQS_ROUND:
         for _ in range(batches):
             bodies = [{"n": i, "raise": failures[i] if i < len(failures) else None} for i in range(SQS_BATCH)]
+            event = sqs_event(bodies, queue=SQS_QUEUE)
+            now_ms = int(time.time() * 1000)
+            for i, record in enumerate(event["Records"]):
+                record["attributes"]["SentTimestamp"] = str(now_ms - (SQS_OLDEST_AGE_S if i == 0 else 1) * 1000)
+                if i < SQS_REDELIVERED:
+                    record["attributes"]["ApproximateReceiveCount"] = "3"
             try:
-                process_partial_response(sqs_event(bodies, queue=SQS_QUEUE), _record_handler, sqs_processor)
+                process_partial_response(event, _record_handler, sqs_processor)
             except BatchProcessingError:
                 pass  # every record failed: Lambda retries the whole batch
     for _ in range(KINESIS_ROUND_BATCHES):
         data = [{"n": i} for i in range(KINESIS_BATCH)]
-        process_partial_response(kinesis_event(data, stream=KINESIS_STREAM), _record_handler, kinesis_processor)
+        event = kinesis_event(data, stream=KINESIS_STREAM)
+        now = time.time()
+        for i, record in enumerate(event["Records"]):
+            record["kinesis"]["approximateArrivalTimestamp"] = now - (KINESIS_OLDEST_AGE_S if i == 0 else 1)
+        process_partial_response(event, _record_handler, kinesis_processor)
 
 
 def _metrics_worker() -> None:
@@ -226,6 +243,7 @@ def _substitute(text: str, system: str, destination: str, rate_interval: str) ->
         text.replace("$messaging_system", system)
         .replace("$destination", destination)
         .replace("$__rate_interval", rate_interval)
+        .replace("$__range", rate_interval)  # the table's range: the same window, so both read the same traffic
     )
 
 
@@ -304,15 +322,16 @@ def test_every_dashboard_query_against_real_prometheus(start_prometheus: Any, me
             assert math.isfinite(_value(sample)), (key, sample)
             assert _value(sample) >= 0, (key, sample)
 
-    records = sqs.panel("records per second")
+    records = sqs.panel("records per second by outcome")
     succeeded, failed = _single(records["A"]), _single(records["B"])
     assert succeeded > 0
     assert failed / (succeeded + failed) == pytest.approx(SQS_FAILURE_RATIO, rel=1e-6)
+    window_s = int(window[:-2]) / 1000  # increase() over the window = rate() over it x its length
 
     (ratio_result,) = sqs.panel("failure ratio").values()
     assert _single(ratio_result) == pytest.approx(SQS_FAILURE_RATIO, rel=1e-6)
 
-    (by_type_result,) = sqs.panel("error type").values()
+    (by_type_result,) = sqs.panel("failures by error type").values()
     by_type = _by_label(by_type_result, "error_type")
     assert set(by_type) == set(SQS_FAILURES)
     assert by_type["KeyError"] / by_type["ValueError"] == pytest.approx(
@@ -320,7 +339,7 @@ def test_every_dashboard_query_against_real_prometheus(start_prometheus: Any, me
     )
     assert sum(by_type.values()) == pytest.approx(failed, rel=1e-6)
 
-    duration = sqs.panel("duration")
+    duration = sqs.panel("duration (p50")
     p50, p95, p99 = (_single(duration[ref]) for ref in ("A", "B", "C"))
     assert 0 < p50 <= p95 <= p99 <= 10  # seconds; handlers sleep 2 ms, the largest bucket bound is 10 s
 
@@ -335,12 +354,42 @@ def test_every_dashboard_query_against_real_prometheus(start_prometheus: Any, me
     assert _single(size["A"]) == pytest.approx(SQS_BATCH, rel=1e-6)
     assert SQS_BATCH / 2 < _single(size["B"]) <= SQS_BATCH  # p95 interpolated inside the (5, 10] bucket
 
+    age = sqs.panel("oldest record age")
+    p50_age, p95_age, max_age = (_by_label(age[ref], "messaging_destination_name") for ref in ("A", "B", "C"))
+    assert set(p50_age) == set(p95_age) == set(max_age) == {SQS_QUEUE}
+    low, high = SQS_AGE_BUCKET
+    assert low < p50_age[SQS_QUEUE] <= p95_age[SQS_QUEUE] <= max_age[SQS_QUEUE] == high
+
+    (redelivered_result,) = sqs.panel("redeliveries").values()
+    redelivered = _by_label(redelivered_result, "messaging_destination_name")
+    assert set(redelivered) == {SQS_QUEUE}
+    assert redelivered[SQS_QUEUE] / (succeeded + failed) == pytest.approx(
+        SQS_REDELIVERED_PER_ROUND / SQS_RECORDS, rel=1e-6
+    )
+
+    (heatmap_result,) = sqs.panel("heatmap").values()
+    cells = _by_label(heatmap_result, "le")
+    assert cells["+Inf"] == pytest.approx((succeeded + failed) * window_s, rel=1e-6)  # every record in the window
+    bounds = sorted(cells, key=float)
+    assert [cells[b] for b in bounds] == sorted(cells.values())  # cumulative buckets, as the heatmap expects
+
+    (top_result,) = sqs.panel("top 10 error types").values()
+    top = _by_label(top_result, "error_type")
+    assert top == pytest.approx({error: value * window_s for error, value in by_type.items()}, rel=1e-6)
+
     # The Kinesis stream never fails: the ratio reads 0 (not "no data"), and only success batches exist.
     kinesis = PanelResults(prometheus, at, "aws.kinesis", KINESIS_STREAM, window)
     (kinesis_ratio,) = kinesis.panel("failure ratio").values()
     assert _single(kinesis_ratio) == 0
-    (kinesis_by_type,) = kinesis.panel("error type").values()
+    (kinesis_by_type,) = kinesis.panel("failures by error type").values()
     assert kinesis_by_type == []
+    (kinesis_top,) = kinesis.panel("top 10 error types").values()
+    assert kinesis_top == []
+    (kinesis_redelivered,) = kinesis.panel("redeliveries").values()
+    assert kinesis_redelivered == []  # only SQS reports receive counts
+    low, high = KINESIS_AGE_BUCKET
+    kinesis_age = kinesis.panel("oldest record age")
+    assert low < _single(kinesis_age["A"]) <= _single(kinesis_age["B"]) <= _single(kinesis_age["C"]) == high
     (kinesis_outcomes,) = kinesis.panel("batches by outcome").values()
     assert set(_by_label(kinesis_outcomes, "batchlens_batch_outcome")) == {"success"}
     assert _single(kinesis.panel("records per batch")["A"]) == pytest.approx(KINESIS_BATCH, rel=1e-6)
@@ -349,8 +398,8 @@ def test_every_dashboard_query_against_real_prometheus(start_prometheus: Any, me
     everything = PanelResults(prometheus, at, ".*", ".*", window)
     for key, result in everything.results.items():
         assert result, f"no data for {key} with All selected"
-    all_succeeded = _single(everything.panel("records per second")["A"])
-    kinesis_succeeded = _single(kinesis.panel("records per second")["A"])
+    all_succeeded = _single(everything.panel("records per second by outcome")["A"])
+    kinesis_succeeded = _single(kinesis.panel("records per second by outcome")["A"])
     assert all_succeeded == pytest.approx(succeeded + kinesis_succeeded, rel=1e-6)
 
 

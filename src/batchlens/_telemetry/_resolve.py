@@ -20,8 +20,10 @@ __all__ = [
 TRACES_EXPORTERS: tuple[str, ...] = ("otlp", "console", "none")
 """Accepted names for ``traces`` / ``OTEL_TRACES_EXPORTER`` (comma-separated combinations allowed)."""
 
-METRICS_EXPORTERS: tuple[str, ...] = ("otlp", "prometheus", "console", "none")
-"""Accepted names for ``metrics`` / ``OTEL_METRICS_EXPORTER`` (comma-separated combinations allowed)."""
+METRICS_EXPORTERS: tuple[str, ...] = ("emf", "otlp", "prometheus", "console", "none")
+"""Accepted names for ``metrics`` / ``OTEL_METRICS_EXPORTER`` (comma-separated combinations allowed).
+
+``emf`` writes CloudWatch Embedded Metric Format lines to stdout; it is the default inside Lambda."""
 
 LOG_FORMATS: tuple[str, ...] = ("json", "console", "none")
 """Accepted values for ``logs``."""
@@ -67,7 +69,8 @@ def _resolve_exporters(
     if value is None:
         raw = _env(env, variable)
         if raw is None:
-            return ("otlp",), None
+            # In Lambda nothing scrapes and nothing else needs to run: EMF lines on stdout become CloudWatch metrics
+            return ("emf",) if argument == "metrics" and _in_lambda(env) else ("otlp",), None
         return _parse_names(raw, f"{variable}={raw!r}", accepted), None
     if isinstance(value, str):
         return _parse_names(value, f"{argument}={value!r}", accepted), None

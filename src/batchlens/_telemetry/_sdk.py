@@ -74,6 +74,12 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
 
     if name == "console":
         return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
+    if name == "emf":
+        from batchlens._telemetry.emf import EmfMetricExporter, FlushMetricReader
+
+        # No thread: documents are written at each flush (force_flush before the sandbox freezes,
+        # handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
+        return FlushMetricReader(EmfMetricExporter())
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
     return PeriodicExportingMetricReader(cls())
 

@@ -26,9 +26,10 @@ Serialisation rules (matching ``json.dumps(value, ensure_ascii=False)`` for JSON
   ``repr`` text. A non-JSON value nested inside a dict or list becomes a JSON string holding its ``repr``, so the
   rest of the structure stays JSON and redaction still applies around it. Dict keys JSON cannot encode are
   written as their ``repr``. Circular references and nesting deeper than 100 levels become placeholder strings.
-* Values under keys listed in ``redact_keys`` (compared case-insensitively, at any depth of dicts, including
-  dicts inside lists) are replaced by ``"[REDACTED]"`` before anything is measured or kept. Objects captured
-  through ``repr`` are not inspected.
+* Values under str keys that contain one of the ``redact_keys`` substrings (both lower-cased, ``-`` and ``_``
+  ignored; see ``_redact``), at any depth of dicts, including dicts inside lists, are replaced by
+  ``"[REDACTED]"`` before anything is measured or kept. Values are never inspected: a secret under an innocent
+  key, or inside a string, is captured. Objects captured through ``repr`` are not inspected at all.
 * Text that is not valid UTF-8 (lone surrogates) is measured and captured with ``?`` in their place.
 """
 
@@ -38,6 +39,8 @@ import json
 import threading
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any, Final
+
+from batchlens._telemetry._redact import KeyRedactor
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -160,7 +163,7 @@ class ResponseCapture:
         self._enabled = bool(telemetry.capture_response)
         self._record_bytes = telemetry.capture_max_bytes_per_record
         self._batch_bytes = telemetry.capture_max_bytes_per_batch
-        self._redact = frozenset(key.lower() for key in telemetry.redact_keys)
+        self._redact = KeyRedactor(telemetry.redact_keys)
         # tuple of a flat dict's keys -> (their characters, the keys to redact or None), or None when a key is
         # not a str; handlers return the same shape for every record, so this is decided once per shape
         self._key_plans: dict[tuple[Any, ...], tuple[int, frozenset[str] | None] | None] = {}
@@ -246,7 +249,7 @@ class ResponseCapture:
         plan: tuple[int, frozenset[str] | None] | None = None
         if all(type(key) is str for key in keys):
             redact = self._redact
-            hits = frozenset(key for key in keys if key.lower() in redact)
+            hits = frozenset(key for key in keys if redact.hit(key)) if redact else None
             plan = (sum(map(len, keys)), hits or None)
         plans = self._key_plans
         if len(plans) < _MAX_KEY_PLANS:
@@ -291,7 +294,7 @@ def _flat_scalars(values: Any, chars: int) -> bool:
     return chars <= _PLAIN_CHARS
 
 
-def _serialise(value: Any, limit: int, redact: frozenset[str]) -> tuple[str, int, int]:
+def _serialise(value: Any, limit: int, redact: KeyRedactor) -> tuple[str, int, int]:
     """Serialise ``value``: (text cut to ``limit`` bytes, its byte length, full serialised size in bytes)."""
     verdict = _scan(value, redact)
     if verdict != _NOT_PLAIN:
@@ -332,7 +335,7 @@ _PLAIN_LEAVES = frozenset({float, bool, type(None)})
 _NOT_PLAIN, _PLAIN, _PLAIN_REDACT = 0, 1, 2
 
 
-def _scan(value: Any, redact: frozenset[str]) -> int:
+def _scan(value: Any, redact: KeyRedactor) -> int:
     """Whether one call of the C encoder is safe: small, only exact JSON types; and whether keys need redacting.
 
     Returns ``_NOT_PLAIN``, ``_PLAIN`` or ``_PLAIN_REDACT``.
@@ -346,7 +349,7 @@ def _scan(value: Any, redact: frozenset[str]) -> int:
     return state[2]
 
 
-def _scan_node(item: Any, redact: frozenset[str], state: list[int]) -> None:
+def _scan_node(item: Any, redact: KeyRedactor, state: list[int]) -> None:
     kind = type(item)
     if kind is dict:
         state[0] -= len(item)
@@ -356,7 +359,7 @@ def _scan_node(item: Any, redact: frozenset[str], state: list[int]) -> None:
             if type(key) is not str:
                 raise _NotPlain
             state[1] -= len(key)
-            if key.lower() in redact:
+            if redact.hit(key):
                 state[2] = _PLAIN_REDACT
                 continue
             _scan_child(child, redact, state)
@@ -372,7 +375,7 @@ def _scan_node(item: Any, redact: frozenset[str], state: list[int]) -> None:
         raise _NotPlain
 
 
-def _scan_child(child: Any, redact: frozenset[str], state: list[int]) -> None:
+def _scan_child(child: Any, redact: KeyRedactor, state: list[int]) -> None:
     kind = type(child)
     if kind is str:
         state[1] -= len(child)
@@ -386,11 +389,11 @@ def _scan_child(child: Any, redact: frozenset[str], state: list[int]) -> None:
         raise _NotPlain
 
 
-def _redacted(value: Any, redact: frozenset[str]) -> Any:
+def _redacted(value: Any, redact: KeyRedactor) -> Any:
     """A copy of a plain value with redacted keys' values replaced (only called on small values)."""
     kind = type(value)
     if kind is dict:
-        return {key: REDACTED if key.lower() in redact else _redacted(child, redact) for key, child in value.items()}
+        return {key: REDACTED if redact.hit(key) else _redacted(child, redact) for key, child in value.items()}
     if kind is list or kind is tuple:
         return [_redacted(child, redact) for child in value]
     return value
@@ -428,7 +431,7 @@ class _Writer:
         return "".join(self._parts)
 
 
-def _emit(value: Any, writer: _Writer, redact: frozenset[str], depth: int, active: set[int]) -> None:
+def _emit(value: Any, writer: _Writer, redact: KeyRedactor, depth: int, active: set[int]) -> None:
     """Write ``value`` as JSON (``json.dumps(..., ensure_ascii=False)`` layout), redacting as it goes."""
     # same order of checks as the json module, so subclasses serialise the way json.dumps would
     if isinstance(value, str):
@@ -472,7 +475,7 @@ def _emit(value: Any, writer: _Writer, redact: frozenset[str], depth: int, activ
         writer.write('"')
 
 
-def _emit_dict(value: dict[Any, Any], writer: _Writer, redact: frozenset[str], depth: int, active: set[int]) -> None:
+def _emit_dict(value: dict[Any, Any], writer: _Writer, redact: KeyRedactor, depth: int, active: set[int]) -> None:
     writer.write("{")
     first = True
     for key, item in value.items():
@@ -482,7 +485,7 @@ def _emit_dict(value: dict[Any, Any], writer: _Writer, redact: frozenset[str], d
         if isinstance(key, str):
             _emit_str(key, writer)
             writer.write(": ")
-            if key.lower() in redact:
+            if redact.hit(key):
                 writer.write(_REDACTED_JSON)
                 continue
         else:

@@ -1,9 +1,15 @@
-"""Structured logs (structlog): one entry per record and a summary per batch; message bodies are never logged.
+"""Structured logs (structlog or ``logging``): an entry per record and a summary per batch, never a message body.
 
-The ``batchlens`` logger is looked up through structlog's configuration at each batch start, so the
-application's setup (and ``structlog.testing.capture_logs()``) applies, and no entry is built for a level the
-logger filters out. batchlens never calls ``structlog.configure()``: when structlog is unconfigured and the code
-runs in Lambda, entries go to a private logger that prints one JSON object per line on stdout.
+Where entries go is decided at each batch start (``Telemetry.log_output``, ``BATCHLENS_LOG_OUTPUT``):
+
+- structlog configured by the application: its configuration (and ``structlog.testing.capture_logs()``) applies;
+- structlog unconfigured and the application logging through ``logging`` (its handlers, Powertools' ``Logger``,
+  Lambda's JSON log format): ``logging.getLogger("batchlens")`` records with the keys as extras (``_log_stdlib``);
+- otherwise, in Lambda, a private logger printing one JSON object per line on stdout; outside Lambda, structlog's
+  defaults. batchlens never calls ``structlog.configure()`` here.
+
+No entry is built for a level that is filtered out. With a Lambda context, every entry carries the request id as
+``function_request_id``, the key Powertools' Logger uses, so one Logs Insights filter finds both.
 """
 
 from __future__ import annotations
@@ -16,6 +22,16 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from batchlens._observer import SKIPPED, noop_hook
+from batchlens._telemetry._errors import error_type, renders_as_is
+from batchlens._telemetry._log_lambda import JsonLinesLogger
+from batchlens._telemetry._log_render import exception_fields
+from batchlens._telemetry._log_stdlib import (
+    StdlibMethod,
+    enabled,
+    lambda_json_format,
+    stdlib_logging_detected,
+    stdlib_target,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,13 +40,15 @@ if TYPE_CHECKING:
     from batchlens._observer import BatchInfo, RecordInfo
     from batchlens._sources import Source
 
-__all__ = ["LOGGER_NAME", "LoggingObserver"]
+__all__ = ["LOGGER_NAME", "REQUEST_ID_KEY", "LoggingObserver"]
 
 LOGGER_NAME = "batchlens"
 RECORD_PROCESSED = "record processed"
 RECORD_FAILED = "record failed"
 BATCH_PROCESSED = "batch processed"
 OTHER_ERROR = "_OTHER"
+REQUEST_ID_KEY = "function_request_id"
+"""The Lambda request id's key: Powertools Logger's name for it, so its users' queries find batchlens' lines too."""
 
 _STATE_KEY = "batchlens.logs"
 _LEVELS = {
@@ -69,7 +87,17 @@ def _enabled(logger: Any, level: int) -> bool:
 class _BatchLog:
     """The loggers of one batch, resolved once; a None method means that level is filtered out."""
 
-    __slots__ = ("destination", "event_source", "failure", "info", "message_id", "source", "success", "trace_hex")
+    __slots__ = (
+        "destination",
+        "event_source",
+        "failure",
+        "info",
+        "message_id",
+        "request_id",
+        "source",
+        "success",
+        "trace_hex",
+    )
 
     def __init__(
         self,
@@ -78,6 +106,7 @@ class _BatchLog:
         info: Callable[..., Any] | None,
         source: Source,
         destination: str | None,
+        request_id: str | None,
     ) -> None:
         self.success = success
         self.failure = failure
@@ -86,6 +115,7 @@ class _BatchLog:
         self.message_id = source.message_id
         self.event_source = source.event_source
         self.destination = destination
+        self.request_id = request_id
         # (trace id, its hex): record spans of a batch share the batch's trace; one tuple so threads swap it whole
         self.trace_hex: tuple[int, str] = (0, "")
 
@@ -103,54 +133,62 @@ class LoggingObserver:
         # read once: the Lambda runtime sets these before any code runs
         self._in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         self._lambda_level = _lambda_log_level(os.environ.get("AWS_LAMBDA_LOG_LEVEL"))
-        self._private: Any = None
+        self._lambda_json = lambda_json_format()
+        self._output = telemetry.log_output
+        self._private: JsonLinesLogger | None = None
         self._private_stream: Any = None
 
-    def _logger(self) -> Any:
+    def _methods(self) -> tuple[Any, Any, Any]:
+        """(success, failure, info) log methods for this batch; None where the level is filtered out."""
+        output = self._output
+        if output == "stdlib" or (
+            output == "auto" and not structlog.is_configured() and stdlib_logging_detected(self._lambda_json)
+        ):
+            own, target = stdlib_target()
+            methods = []
+            for level in (self._success_level, logging.ERROR, logging.INFO):
+                methods.append(StdlibMethod(own, target, level) if enabled(own, target, level) else None)
+            return methods[0], methods[1], methods[2]
         if self._in_lambda and not structlog.is_configured():
-            return self._private_logger()
-        return structlog.get_logger(LOGGER_NAME).bind()
+            private = self._private_logger()
+            return private.method(self._success_level), private.method(logging.ERROR), private.method(logging.INFO)
+        logger = structlog.get_logger(LOGGER_NAME).bind()
+        success = getattr(logger, self._success_method) if _enabled(logger, self._success_level) else None
+        failure = logger.error if _enabled(logger, logging.ERROR) else None
+        info = logger.info if _enabled(logger, logging.INFO) else None
+        return success, failure, info
 
-    def _private_logger(self) -> Any:
+    def _private_logger(self) -> JsonLinesLogger:
         stream = sys.stdout
-        if self._private is None or self._private_stream is not stream:
-            processors: list[Any] = [
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                structlog.processors.dict_tracebacks,
-                structlog.processors.JSONRenderer(),
-            ]
-            self._private = structlog.wrap_logger(
-                structlog.PrintLogger(stream),
-                processors=processors,
-                wrapper_class=structlog.make_filtering_bound_logger(self._lambda_level),
-                cache_logger_on_first_use=True,
-            ).bind(logger=LOGGER_NAME)
+        private = self._private
+        if private is None or self._private_stream is not stream:
+            private = self._private = JsonLinesLogger(stream, self._lambda_level, LOGGER_NAME)
             self._private_stream = stream
-        return self._private
+        return private
 
     # -- batch -------------------------------------------------------------------------------------------
     def batch_start(self, batch: BatchInfo) -> None:
         """Resolve the logger for this batch and which of its levels are enabled."""
-        logger = self._logger()
-        success = getattr(logger, self._success_method) if _enabled(logger, self._success_level) else None
-        failure = logger.error if _enabled(logger, logging.ERROR) else None
-        info = logger.info if _enabled(logger, logging.INFO) else None
-        batch.extra[_STATE_KEY] = _BatchLog(success, failure, info, batch.source, batch.destination)
+        success, failure, info = self._methods()
+        batch.extra[_STATE_KEY] = _BatchLog(
+            success, failure, info, batch.source, batch.destination, _request_id(batch.lambda_context)
+        )
 
     def batch_end(self, batch: BatchInfo) -> None:
         """Log the ``batch processed`` summary."""
         state: _BatchLog | None = batch.extra.get(_STATE_KEY)
         if state is None or state.info is None:
             return
-        state.info(
-            BATCH_PROCESSED,
-            batch_size=batch.size,
-            success_count=batch.success_count,
-            failure_count=batch.failure_count,
-            destination=state.destination,
-            duration_ms=(batch.end_ns - batch.start_ns) // 1000 / 1000,
-        )
+        fields: dict[str, Any] = {
+            "batch_size": batch.size,
+            "success_count": batch.success_count,
+            "failure_count": batch.failure_count,
+            "destination": state.destination,
+            "duration_ms": (batch.end_ns - batch.start_ns) // 1000 / 1000,
+        }
+        if state.request_id is not None:
+            fields[REQUEST_ID_KEY] = state.request_id
+        state.info(BATCH_PROCESSED, **fields)
 
     # -- records -----------------------------------------------------------------------------------------
     @noop_hook
@@ -171,10 +209,17 @@ class LoggingObserver:
             return
         fields = self._fields(batch, state, record)
         exc = record.exception
-        fields["error_type"] = type(exc).__name__ if exc is not None else OTHER_ERROR
+        fields["error_type"] = error_type(exc) if exc is not None else OTHER_ERROR
         if exc is not None and record.outcome != SKIPPED:
-            # the exception itself, so renderers (format_exc_info, dict_tracebacks) format its traceback
-            fields["exc_info"] = exc
+            if renders_as_is(exc):
+                # The exception itself, as structlog expects it. batchlens' own pipelines (the private Lambda
+                # logger, configure(logs=), the CLI) and the stdlib route turn it into bounded text without frame
+                # locals; an application's own structlog renderer formats it like its other exceptions.
+                fields["exc_info"] = exc
+            else:
+                # Its own text would carry validation input, a batch's tracebacks or an unbounded message, which
+                # no renderer of the application's may show: the sanitised, bounded text instead.
+                exception_fields(exc, fields)
         state.failure(RECORD_FAILED, **fields)
 
     @staticmethod
@@ -191,6 +236,8 @@ class LoggingObserver:
             # microsecond resolution, without round()'s cost
             "duration_ms": (record.end_ns - record.start_ns) // 1000 / 1000,
         }
+        if state.request_id is not None:
+            fields[REQUEST_ID_KEY] = state.request_id
         span = record.span
         if span is not None and span.is_recording():
             context = span.get_span_context()
@@ -205,3 +252,14 @@ class LoggingObserver:
 
     def flush(self, timeout_millis: int) -> None:
         """Nothing is buffered: structlog writes synchronously."""
+
+
+def _request_id(context: Any) -> str | None:
+    """The Lambda request id of ``context`` (``aws_request_id``), when it is a non-empty string."""
+    if context is None:
+        return None
+    try:
+        request_id = getattr(context, "aws_request_id", None)
+    except Exception:  # a context object of the application's making; telemetry never fails on it
+        return None
+    return request_id if isinstance(request_id, str) and request_id else None

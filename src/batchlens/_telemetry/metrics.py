@@ -1,9 +1,19 @@
-"""OpenTelemetry metrics (meter ``batchlens``): record outcomes, processing durations, batch sizes and outcomes.
+"""OpenTelemetry metrics (meter ``batchlens``): record outcomes, processing durations, batch sizes, outcomes and lag.
 
-Counters are aggregated per batch and added once in ``batch_end`` (one ``add`` per attribute set instead of
-one per record). The duration histogram still gets one sample per record, but all of a batch's samples are
-recorded in ``batch_end`` from the durations the processor measured, so the per-record path does no metrics work
-at all. Instruments are created once per meter provider.
+Per batch, at its start: one ``batchlens.batch.oldest_record_age`` sample (how far behind the consumer is) and,
+when some SQS records were delivered before, one ``batchlens.records.redelivered`` add. At its end: the records'
+duration samples, one ``messaging.client.consumed.messages`` add per destination, one ``batchlens.records.failed``
+add per destination and error type that occurred, and one ``batchlens.batch.size`` sample with the batch's
+outcome. So the per-record path does no metrics work at all, and attribute dicts are built once per destination,
+error type and outcome (bounded caches) instead of once per batch.
+
+Consolidated: ``batchlens.batches`` is ``batchlens.batch.size``'s count by ``batchlens.batch.outcome``;
+successes are ``messaging.client.consumed.messages`` minus ``batchlens.records.failed``.
+
+``messaging.client.consumed.messages`` carries no ``error.type``: the semantic conventions count it once per
+message *delivery* ("dispatched to the application in push-based scenarios"), and its ``error.type`` is for a
+failed delivery. Lambda has delivered every record batchlens sees; processing failures are counted by
+``batchlens.records.failed`` and timed by ``messaging.process.duration`` (which does carry ``error.type``).
 
 Exemplars: the samples are recorded with a context that holds no span, so the SDK's default trace-based exemplar
 filter offers none of them to its reservoir. Offering would add about a fifth to every ``Histogram.record`` call
@@ -14,10 +24,12 @@ and span id, so finding the slow record is a trace query, not an exemplar lookup
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from batchlens._observer import FAILURE, SUCCESS, noop_hook
+from batchlens._telemetry._errors import error_type
 from batchlens._telemetry._providers import is_noop_meter_provider, meter_provider
 
 if TYPE_CHECKING:
@@ -26,9 +38,18 @@ if TYPE_CHECKING:
     from batchlens._config import Telemetry
     from batchlens._observer import BatchInfo, RecordInfo
 
-__all__ = ["BATCH_SIZE_BUCKETS", "DURATION_BUCKETS", "METER_NAME", "MetricsObserver"]
+__all__ = [
+    "BATCH_SIZE_BUCKETS",
+    "DURATION_BUCKETS",
+    "METER_NAME",
+    "RECORD_AGE_BUCKETS",
+    "SCHEMA_URL",
+    "MetricsObserver",
+]
 
 METER_NAME = "batchlens"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
+"""The semantic conventions version the metric names and attributes follow (``opentelemetry.semconv.schemas``)."""
 
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 """Bucket boundaries (seconds) the messaging semantic conventions recommend for ``messaging.process.duration``."""
@@ -36,42 +57,60 @@ DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 """Bucket boundaries (records) of ``batchlens.batch.size``: Lambda batch sizes go up to 10,000."""
 
+RECORD_AGE_BUCKETS: tuple[float, ...] = (
+    0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 604800, 1209600,
+)  # fmt: skip
+"""Bucket boundaries (seconds) of ``batchlens.batch.oldest_record_age``: 100 ms to 14 days (SQS's longest retention,
+beyond DynamoDB Streams' 24 h; Kinesis' longer retentions land in the overflow bucket)."""
+
+DURATION = "messaging.process.duration"
+CONSUMED = "messaging.client.consumed.messages"
+FAILED = "batchlens.records.failed"
+BATCH_SIZE = "batchlens.batch.size"
+OLDEST_RECORD_AGE = "batchlens.batch.oldest_record_age"
+REDELIVERED = "batchlens.records.redelivered"
+
 MESSAGING_SYSTEM = "messaging.system"
 OPERATION_NAME = "messaging.operation.name"
 DESTINATION_NAME = "messaging.destination.name"
 ERROR_TYPE = "error.type"
 BATCH_OUTCOME = "batchlens.batch.outcome"
 OTHER_ERROR = "_OTHER"
+PARTIAL_FAILURE = "partial_failure"
 
 _STATE_KEY = "batchlens.metrics"
-_MAX_CACHED_ATTRIBUTE_SETS = 256  # error types x destinations seen by one processor; bounded all the same
+_MAX_CACHED = 256  # attribute sets (destinations x error types x outcomes) and error type names; bounded all the same
 
 
 class _Instruments:
-    __slots__ = ("batch_size", "batches", "consumed", "duration", "failed", "succeeded")
+    __slots__ = ("age", "batch_size", "consumed", "duration", "failed", "redelivered")
 
     def __init__(self, meter: Meter) -> None:
-        self.succeeded: Counter = meter.create_counter(
-            "batchlens.records.succeeded", unit="{record}", description="Records whose handler returned."
+        self.duration: Histogram = _histogram(
+            meter, DURATION, "s", "Duration of processing one record.", DURATION_BUCKETS
+        )
+        self.consumed: Counter = meter.create_counter(
+            CONSUMED, unit="{message}", description="Messages delivered to the application in processed batches."
         )
         self.failed: Counter = meter.create_counter(
-            "batchlens.records.failed",
+            FAILED,
             unit="{record}",
             description="Records reported as failed (handler raised, or skipped by a circuit breaker).",
         )
-        self.consumed: Counter = meter.create_counter(
-            "messaging.client.consumed.messages",
-            unit="{message}",
-            description="Messages received in processed batches.",
-        )
-        self.batches: Counter = meter.create_counter(
-            "batchlens.batches", unit="{batch}", description="Batches processed, by outcome."
-        )
-        self.duration: Histogram = _histogram(
-            meter, "messaging.process.duration", "s", "Duration of processing one record.", DURATION_BUCKETS
-        )
         self.batch_size: Histogram = _histogram(
-            meter, "batchlens.batch.size", "{record}", "Records per processed batch.", BATCH_SIZE_BUCKETS
+            meter, BATCH_SIZE, "{record}", "Records per processed batch, by batch outcome.", BATCH_SIZE_BUCKETS
+        )
+        self.age: Histogram = _histogram(
+            meter,
+            OLDEST_RECORD_AGE,
+            "s",
+            "Age of the batch's oldest record when the batch starts: how far behind the consumer is.",
+            RECORD_AGE_BUCKETS,
+        )
+        self.redelivered: Counter = meter.create_counter(
+            REDELIVERED,
+            unit="{record}",
+            description="SQS records delivered more than once (ApproximateReceiveCount > 1).",
         )
 
 
@@ -108,9 +147,26 @@ def _no_exemplar_context() -> Any:
     return context
 
 
+_ERROR_TYPES: dict[type[BaseException], str] = {}
+
+
 def _error_type(record: RecordInfo) -> str:
     exc = record.exception
-    return type(exc).__name__ if exc is not None else OTHER_ERROR
+    if exc is None:
+        return OTHER_ERROR
+    kind = type(exc)
+    name = _ERROR_TYPES.get(kind)
+    if name is None:
+        name = error_type(exc)
+        if len(_ERROR_TYPES) < _MAX_CACHED:
+            _ERROR_TYPES[kind] = name
+    return name
+
+
+def _cached(cache: dict[Any, dict[str, Any]], key: Any, attributes: dict[str, Any]) -> dict[str, Any]:
+    if len(cache) < _MAX_CACHED:
+        cache[key] = attributes
+    return attributes
 
 
 class MetricsObserver:
@@ -124,25 +180,33 @@ class MetricsObserver:
         self._telemetry = telemetry
         self._provider: MeterProvider | None = None
         self._instruments: _Instruments | None = None
-        # (system, destination, error type) -> the duration histogram's attribute dict, reused across records
-        self._duration_attributes: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
+        # (system, destination, error type) -> duration attributes (error type None: also consumed's attributes)
+        self._process_attributes: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
+        # (system, destination, error type) -> batchlens.records.failed attributes
+        self._failed_attributes: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+        # (system, destination, outcome or None) -> batch attributes (outcome None: age and redeliveries)
+        self._batch_attributes: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
 
     def _instruments_for(self, provider: MeterProvider) -> _Instruments:
         instruments = self._instruments
         if instruments is None or provider is not self._provider:
             import batchlens
 
-            meter = provider.get_meter(METER_NAME, getattr(batchlens, "__version__", None))
+            version = getattr(batchlens, "__version__", None)
+            try:
+                meter = provider.get_meter(METER_NAME, version, schema_url=SCHEMA_URL)
+            except TypeError:  # a provider written against an older API signature
+                meter = provider.get_meter(METER_NAME, version)
             instruments = _Instruments(meter)
             self._instruments = instruments
             self._provider = provider
         return instruments
 
     def _attributes(self, system: str, destination: str | None, error_type: str | None) -> dict[str, Any]:
+        """``messaging.process.duration``'s attributes (and, without an error type, consumed's)."""
         key = (system, destination, error_type)
-        cache = self._duration_attributes
         try:
-            return cache[key]
+            return self._process_attributes[key]
         except KeyError:
             pass
         attributes: dict[str, Any] = {MESSAGING_SYSTEM: system, OPERATION_NAME: "process"}
@@ -150,77 +214,111 @@ class MetricsObserver:
             attributes[DESTINATION_NAME] = destination
         if error_type is not None:
             attributes[ERROR_TYPE] = error_type
-        if len(cache) < _MAX_CACHED_ATTRIBUTE_SETS:
-            cache[key] = attributes
-        return attributes
+        return _cached(self._process_attributes, key, attributes)
+
+    def _failed(self, system: str, destination: str | None, error_type: str) -> dict[str, Any]:
+        key = (system, destination, error_type)
+        try:
+            return self._failed_attributes[key]
+        except KeyError:
+            pass
+        attributes: dict[str, Any] = {MESSAGING_SYSTEM: system}
+        if destination is not None:
+            attributes[DESTINATION_NAME] = destination
+        attributes[ERROR_TYPE] = error_type
+        return _cached(self._failed_attributes, key, attributes)
+
+    def _batch(self, system: str, destination: str | None, outcome: str | None) -> dict[str, Any]:
+        key = (system, destination, outcome)
+        try:
+            return self._batch_attributes[key]
+        except KeyError:
+            pass
+        attributes: dict[str, Any] = {MESSAGING_SYSTEM: system}
+        if destination is not None:
+            attributes[DESTINATION_NAME] = destination
+        if outcome is not None:
+            attributes[BATCH_OUTCOME] = outcome
+        return _cached(self._batch_attributes, key, attributes)
 
     # -- batch -------------------------------------------------------------------------------------------
     def batch_start(self, batch: BatchInfo) -> None:
-        """Resolve the meter provider for this batch (nothing is recorded without an SDK)."""
+        """Resolve the meter provider; record the oldest record's age and the redeliveries of the batch."""
         provider = meter_provider(self._telemetry)
         if is_noop_meter_provider(provider):
             self._provider = provider
             return
         instruments = self._instruments_for(provider)
-        batch.extra[_STATE_KEY] = _BatchState(instruments, batch.source.messaging_system)
+        source = batch.source
+        system = source.messaging_system
+        batch.extra[_STATE_KEY] = _BatchState(instruments, system)
+        oldest, redelivered = source.enqueue_stats(batch.records)
+        if oldest is None and not redelivered:
+            return
+        attributes = self._batch(system, batch.destination, None)
+        if oldest is not None:
+            age = time.time() - oldest
+            instruments.age.record(age if age > 0.0 else 0.0, attributes, context=_no_exemplar_context())
+        if redelivered:
+            instruments.redelivered.add(redelivered, attributes)
 
     def batch_end(self, batch: BatchInfo) -> None:
-        """Record every processed record's duration; add the aggregated record counts, the outcome and the size."""
+        """Record every processed record's duration; add the consumed and failed counts; the size by outcome."""
         state: _BatchState | None = batch.extra.get(_STATE_KEY)
         if state is None:
             return
         instruments = state.instruments
         system = state.system
-        source = batch.source
         shared = batch.destination
+        infos = batch.record_infos
         record_duration = instruments.duration.record
         context = _no_exemplar_context()
         attributes_of = self._attributes
         success_attributes = attributes_of(system, shared, None)
         fault: Exception | None = None
-        # (destination, error type or None for success) -> records
-        counts: dict[tuple[str | None, str | None], int] = {}
-        for record in batch.record_infos:
+        # (destination, error type) -> failed records; destination -> records (only when destinations differ)
+        failures: dict[tuple[str | None, str], int] = {}
+        consumed: dict[str | None, int] | None = None if shared is not None else {}
+        destination_of = batch.source.destination
+        destination = shared
+        for record in infos:
+            if consumed is not None:
+                destination = destination_of(record.raw)
+                consumed[destination] = consumed.get(destination, 0) + 1
             outcome = record.outcome
-            destination = shared if shared is not None else source.destination(record.raw)
-            attributes: dict[str, Any] | None
             if outcome == SUCCESS:
-                error_type = None
-                attributes = success_attributes if shared is not None else attributes_of(system, destination, None)
+                attributes = success_attributes if consumed is None else attributes_of(system, destination, None)
             else:
-                error_type = _error_type(record)
-                # skipped records were never processed and unfinished ones have no end: counted, not timed
-                attributes = attributes_of(system, destination, error_type) if outcome == FAILURE else None
-            key = (destination, error_type)
-            counts[key] = counts.get(key, 0) + 1
-            if attributes is not None and fault is None:
+                kind = _error_type(record)
+                key = (destination, kind)
+                failures[key] = failures.get(key, 0) + 1
+                if outcome != FAILURE:  # skipped records were never processed, unfinished ones have no end
+                    continue
+                attributes = attributes_of(system, destination, kind)
+            if fault is None:
                 try:
                     record_duration((record.end_ns - record.start_ns) / 1e9, attributes, context=context)
                 except Exception as exc:  # a broken histogram must not cost the counters: re-raised below
                     fault = exc
-        for (destination, error_type), count in counts.items():
-            attributes = self._attributes(system, destination, error_type)
-            instruments.consumed.add(count, attributes)
-            outcome_attributes: dict[str, Any] = {MESSAGING_SYSTEM: system}
-            if destination is not None:
-                outcome_attributes[DESTINATION_NAME] = destination
-            if error_type is None:
-                instruments.succeeded.add(count, outcome_attributes)
-            else:
-                outcome_attributes[ERROR_TYPE] = error_type
-                instruments.failed.add(count, outcome_attributes)
-        batch_attributes: dict[str, Any] = {MESSAGING_SYSTEM: system}
-        if shared is not None:
-            batch_attributes[DESTINATION_NAME] = shared
-        instruments.batch_size.record(batch.size, batch_attributes)
+        if consumed is None:
+            if infos:
+                instruments.consumed.add(len(infos), success_attributes)
+        else:
+            for destination, count in consumed.items():
+                instruments.consumed.add(count, attributes_of(system, destination, None))
+        if failures:
+            failed_of = self._failed
+            add_failed = instruments.failed.add
+            for (destination, kind), count in failures.items():
+                add_failed(count, failed_of(system, destination, kind))
         if batch.entire_batch_failed or batch.error is not None:
             # an escaping error fails the invocation, so Lambda retries the whole batch
             outcome_name = FAILURE
         elif batch.failure_count:
-            outcome_name = "partial_failure"
+            outcome_name = PARTIAL_FAILURE
         else:
             outcome_name = SUCCESS
-        instruments.batches.add(1, {**batch_attributes, BATCH_OUTCOME: outcome_name})
+        instruments.batch_size.record(batch.size, self._batch(system, shared, outcome_name), context=context)
         if fault is not None:
             raise fault
 

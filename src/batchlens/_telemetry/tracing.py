@@ -21,7 +21,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from batchlens._observer import SKIPPED
 from batchlens._sources import Source
-from batchlens._telemetry._errors import exception_event, format_exception, safe_str
+from batchlens._telemetry._errors import error_type, exception_event, exception_message, format_exception
 from batchlens._telemetry._providers import is_noop_tracer_provider, span_link_limit, tracer_provider
 from batchlens._telemetry._xray import parse_xray_header
 
@@ -251,11 +251,12 @@ class TracingObserver:
                 if batch.entire_batch_failed or error is not None:
                     # an escaping error fails the whole invocation: Lambda retries every record
                     if error is not None:
-                        span.set_attribute(ERROR_TYPE, type(error).__name__)
-                        description = getattr(error, "msg", None) or str(error) or type(error).__name__
+                        span.set_attribute(ERROR_TYPE, error_type(error))
+                        # sanitised and bounded; a batch error is described by its summary, not its records' text
+                        description = exception_message(error) or error_type(error)
                     else:
                         description = "All records failed processing"
-                    span.set_status(Status(StatusCode.ERROR, _short(str(description))))
+                    span.set_status(Status(StatusCode.ERROR, description))
         finally:
             span.end()
 
@@ -332,9 +333,10 @@ class TracingObserver:
                     span.set_attribute(ERROR_TYPE, OTHER_ERROR)
                     span.set_status(_ERROR_STATUS)
                 else:
-                    message = safe_str(exc)
-                    span.set_attribute(ERROR_TYPE, type(exc).__name__)
-                    span.set_status(Status(StatusCode.ERROR, _short(message)))
+                    # sanitised (no validation input) and bounded in bytes, the same text as every other signal
+                    message = exception_message(exc)
+                    span.set_attribute(ERROR_TYPE, error_type(exc))
+                    span.set_status(Status(StatusCode.ERROR, message))
                     if record.outcome != SKIPPED:
                         # the semconv "exception" event, as record_exception() would add, formatted cheaply
                         span.add_event("exception", exception_event(exc, message))
