@@ -475,17 +475,101 @@ CONFIGURATIONS = "ABCDFML"  # the keys of make_configs(), in the order they are 
 INSTRUCTION_SIZES = (1000, 3000)
 
 
-def run_one(name: str, records: int) -> None:
-    """Run configuration ``name`` once on ``records`` records, after a warm-up (the body of a callgrind run)."""
-    tracer_provider, meter_provider, _stream = setup_providers()
-    run = make_configs(tracer_provider, meter_provider)[name]
+class _Context:
+    """A Lambda context with a minute left, so process_partial_response flushes as it does in Lambda."""
+
+    aws_request_id = "bench-request"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    function_name = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+def lambda_default() -> Callable[[dict[str, Any]], Any]:
+    """N: batchlens as it runs in Lambda with no set-up: no SDK (no-op providers), structlog unconfigured.
+
+    Every switch is on by default; with no SDK the spans and metrics cost next to nothing, and the log lines go
+    to the private JSON logger on stdout (sent to /dev/null here). Only for --one runs: it needs a process whose
+    structlog was never configured.
+    """
+    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = "bench"
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the process ends after the run
+    processor = batchlens.BatchProcessor(batchlens.EventType.SQS)
+    return lambda event: batchlens.process_partial_response(event, handler, processor)
+
+
+def flushing(name: str, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> Callable[..., Any]:
+    """P (C with its flush) and Q (D with the flush Powertools users write): a batch, then a flush, as in Lambda."""
+    if name == "P":
+        processor = batchlens.BatchProcessor(
+            batchlens.EventType.SQS,
+            telemetry=batchlens.Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider),
+        )
+        return lambda event: batchlens.process_partial_response(event, handler, processor, _Context())
+    run_d = make_configs(tracer_provider, meter_provider)["D"]
+
+    def run(event: dict[str, Any]) -> Any:
+        try:
+            return run_d(event)
+        finally:
+            tracer_provider.force_flush(5000)
+            meter_provider.force_flush(5000)
+
+    return run
+
+
+def run_one(name: str, records: int, batches: int = 0) -> None:
+    """Run configuration ``name`` once on ``records`` records, after a warm-up (the body of a callgrind run).
+
+    With ``batches``, run it on that many batches of ``records`` records each instead (per-batch costs).
+    """
+    if name == "N":
+        run = lambda_default()
+        tracer_provider = None
+    else:
+        tracer_provider, meter_provider, _stream = setup_providers()
+        if name in ("P", "Q"):
+            run = flushing(name, tracer_provider, meter_provider)
+        else:
+            run = make_configs(tracer_provider, meter_provider)[name]
     warm = sqs_event(count=100, fail_rate=0.1, seed=42)
     run(warm)
     run(warm)
     # the event is built at the largest size and cut, so building it costs the same in every run
     event = sqs_event(count=max(INSTRUCTION_SIZES), fail_rate=0.1, seed=42)
-    run({"Records": event["Records"][:records]})
-    tracer_provider.shutdown()
+    if batches:
+        # the same small batch every time: the first records of the event hold no failure in 1 and one in 10
+        small = {"Records": event["Records"][:records]}
+        for _ in range(batches):
+            run(small)
+    else:
+        run({"Records": event["Records"][:records]})
+    if tracer_provider is not None:
+        tracer_provider.shutdown()
+
+
+def _callgrind(name: str, records: int, batches: int = 0) -> int:
+    """Instructions callgrind counts for one ``--one`` run (start-up and imports included)."""
+    import shutil
+
+    valgrind = shutil.which("valgrind")
+    assert valgrind is not None
+    command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
+    command += ["--one", name, "--records", str(records), "--batches", str(batches)]
+    proc = subprocess.run(command, capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", proc.stderr)
+    if match is None:
+        raise SystemExit(f"callgrind printed no total for {name}: {proc.stderr[-500:]}")
+    return int(match.group(1))
+
+
+def _counted(jobs: Sequence[tuple[str, int, int]]) -> dict[tuple[str, int, int], int]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(jobs, pool.map(lambda job: _callgrind(*job), jobs), strict=True))
 
 
 def instructions(names: Sequence[str]) -> dict[str, float] | None:
@@ -496,40 +580,53 @@ def instructions(names: Sequence[str]) -> dict[str, float] | None:
     instructions are included, as they are in the timings.
     """
     import shutil
-    from concurrent.futures import ThreadPoolExecutor
 
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
+    if shutil.which("valgrind") is None:
         return None
-
-    def count(job: tuple[str, int]) -> int:
-        name, records = job
-        proc = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--one",
-                name,
-                "--records",
-                str(records),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        match = re.search(r"Collected : (\d+)", proc.stderr)
-        if match is None:
-            raise SystemExit(f"callgrind printed no total for {name}: {proc.stderr[-500:]}")
-        return int(match.group(1))
-
-    jobs = [(name, size) for name in names for size in INSTRUCTION_SIZES]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        totals = dict(zip(jobs, pool.map(count, jobs), strict=True))
     small, large = INSTRUCTION_SIZES
-    return {name: (totals[(name, large)] - totals[(name, small)]) / (large - small) for name in names}
+    totals = _counted([(name, size, 0) for name in names for size in INSTRUCTION_SIZES])
+    return {name: (totals[(name, large, 0)] - totals[(name, small, 0)]) / (large - small) for name in names}
+
+
+BATCH_COUNTS = (100, 300)
+
+
+def batch_instructions(names: Sequence[str], sizes: Sequence[int]) -> dict[tuple[str, int], float]:
+    """CPU instructions per batch of each configuration and batch size (callgrind, start-up cancelled out).
+
+    Each (configuration, size) runs ``BATCH_COUNTS`` batches in two interpreters; the difference of the totals
+    over the difference of the counts is the cost of one batch.
+    """
+    few, many = BATCH_COUNTS
+    jobs = [(name, size, count) for name in names for size in sizes for count in BATCH_COUNTS]
+    totals = _counted(jobs)
+    return {
+        (name, size): (totals[(name, size, many)] - totals[(name, size, few)]) / (many - few)
+        for name in names
+        for size in sizes
+    }
+
+
+def print_batch_costs(per_record: dict[str, float], per_batch: dict[tuple[str, int], float]) -> None:
+    """The per-batch figures of the second performance issue, with their targets."""
+    c1, d1, c10, d10 = per_batch[("C", 1)], per_batch[("D", 1)], per_batch[("C", 10)], per_batch[("D", 10)]
+    print("Instructions per batch (callgrind; batches of 1 and 10 records, 0 and 1 failing):")
+    for (name, size), value in sorted(per_batch.items()):
+        print(f"  {name} x {size:2d}: {value:12,.0f}")
+    print(
+        f"  fixed cost of a batch, C (batch of 1 minus a record of a large batch) = {c1 - per_record['C']:,.0f}"
+        "  [<= 500k]"
+    )
+    print(f"  C/D batch of 1  = {c1 / d1:.2f}  [<= 2.9]")
+    print(f"  C/D batch of 10 = {c10 / d10:.2f}  [<= 1.75]")
+    if ("P", 1) in per_batch and ("Q", 1) in per_batch:
+        print(f"  flush of a 1-record batch: C {per_batch[('P', 1)] - c1:,.0f}, D {per_batch[('Q', 1)] - d1:,.0f}")
+    if "N" in per_record:
+        print(
+            f"  Lambda default (no SDK, structlog unconfigured) per record / A = {per_record['N'] / per_record['A']:.2f}"
+            "  [<= 6]"
+        )
+    print(f"  C/M large batch = {per_record['C'] / per_record['M']:.2f}  [<= 1.08]")
 
 
 def print_ratios(values: dict[str, float], unit: str) -> None:
@@ -552,9 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true", help="also print the cost of each observer on its own")
     parser.add_argument("--instructions", action="store_true", help="also count instructions per record (valgrind)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        run_one(args.one, args.records)
+        run_one(args.one, args.records, args.batches)
         return 0
 
     print(
@@ -566,14 +664,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {name}: {med[name]:8.2f} us/record")
     print_ratios(med, "time")
     if args.instructions:
-        counted = instructions(CONFIGURATIONS)
+        counted = instructions((*CONFIGURATIONS, "N"))
         if counted is None:
             print("Instructions: valgrind is not installed (apt-get install valgrind)")
         else:
-            print("Instructions per record (callgrind):")
-            for name in CONFIGURATIONS:
+            print("Instructions per record (callgrind; N = Lambda default, no SDK, structlog unconfigured):")
+            for name in (*CONFIGURATIONS, "N"):
                 print(f"  {name}: {counted[name]:10,.0f}")
             print_ratios(counted, "instructions")
+            print_batch_costs(counted, batch_instructions(("C", "D", "P", "Q"), (1, 10)))
     if args.breakdown:
         parts = breakdown(args.records, args.rounds)
         print("Breakdown (batchlens with one observer on; us/record, and minus B):")

@@ -6,6 +6,7 @@ Every function imports the OpenTelemetry SDK lazily, so importing this module co
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,7 @@ def _make_span_exporter(name: str, protocol: str) -> SpanExporter:
         # The SDK's default stream is the sys.stdout of import time; use the current one.
         return ConsoleSpanExporter(out=sys.stdout)
     cls: Any = _import_otlp(protocol, "trace_exporter", "OTLPSpanExporter")
-    exporter: SpanExporter = cls()
+    exporter: SpanExporter = cls(**_otlp_http_options(cls, "TRACES", protocol))
     return exporter
 
 
@@ -81,7 +82,7 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
         # handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
         return FlushMetricReader(EmfMetricExporter())
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
-    return PeriodicExportingMetricReader(cls())
+    return PeriodicExportingMetricReader(cls(**_otlp_http_options(cls, "METRICS", protocol)))
 
 
 def _import_otlp(protocol: str, module: str, cls_name: str) -> object:
@@ -94,6 +95,85 @@ def _import_otlp(protocol: str, module: str, cls_name: str) -> object:
         raise ImportError(f"OTLP over {protocol} needs the {dist} package: {hint}") from exc
     cls: object = getattr(imported, cls_name)
     return cls
+
+
+# What the exporter's default transport (a requests.Session) takes from the environment beyond the OTLP variables
+# and the urllib3 transport cannot do: proxies, a netrc login, a credential-provider plug-in returning a Session.
+_REQUESTS_ONLY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NETRC",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+)
+
+
+def _otlp_http_options(cls: Any, signal: str, protocol: str) -> dict[str, Any]:
+    """Keyword arguments that give an OTLP/HTTP exporter the urllib3 transport instead of its requests default.
+
+    Both transports ship in opentelemetry-exporter-http-transport; urllib3 is what requests itself sends with, so
+    the result on the wire is the same while the cold start skips requests, charset_normalizer and certifi's
+    import. Returns no options (the exporter's default) for gRPC, for exporters without a ``_transport``
+    argument, without urllib3, and whenever the environment asks for something only the requests session honours.
+    """
+    if protocol != "http/protobuf" or not _accepts_keyword(cls, "_transport"):
+        return {}
+    env = os.environ
+    requests_only = (*_REQUESTS_ONLY_VARIABLES, f"OTEL_PYTHON_EXPORTER_OTLP_HTTP_{signal}_CREDENTIAL_PROVIDER")
+    if any(_env(env, name) or _env(env, name.lower()) for name in requests_only) or _has_netrc():
+        return {}
+    try:
+        from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+
+        # The same trust roots as the requests session: its own CA variables win there (they replace the
+        # session's verify setting on every request), then the OTLP certificate, then certifi's bundle.
+        verify = (
+            _env(env, "REQUESTS_CA_BUNDLE")
+            or _env(env, "CURL_CA_BUNDLE")
+            or _env(env, f"OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE")
+            or _env(env, "OTEL_EXPORTER_OTLP_CERTIFICATE")
+            or _certifi_bundle()
+            or True
+        )
+        key = _env(env, f"OTEL_EXPORTER_OTLP_{signal}_CLIENT_KEY") or _env(env, "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+        certificate = _env(env, f"OTEL_EXPORTER_OTLP_{signal}_CLIENT_CERTIFICATE") or _env(
+            env, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+        )
+        cert = (certificate, key) if certificate and key else certificate
+        return {"_transport": Urllib3HTTPTransport(verify=verify, cert=cert)}
+    except ImportError:
+        return {}
+
+
+def _accepts_keyword(cls: Any, name: str) -> bool:
+    code = getattr(getattr(cls, "__init__", None), "__code__", None)
+    if code is None:
+        return False
+    return name in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+
+
+def _certifi_bundle() -> str | None:
+    """The CA bundle requests verifies against by default (certifi's), located without importing certifi."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("certifi")
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    for location in locations:
+        bundle = os.path.join(location, "cacert.pem")
+        if os.path.isfile(bundle):
+            return bundle
+    return None
+
+
+def _has_netrc() -> bool:
+    # requests adds a login from ~/.netrc (or ~/_netrc) to every request when the file names the host.
+    try:
+        return any(os.path.exists(os.path.expanduser(f"~/{name}")) for name in (".netrc", "_netrc"))
+    except (KeyError, RuntimeError):
+        return False
 
 
 def _start_prometheus(port: int, addr: str) -> tuple[MetricReader, WSGIServer]:
