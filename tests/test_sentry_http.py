@@ -120,9 +120,9 @@ def record_span(exporter: InMemorySpanExporter, message_id: str) -> ReadableSpan
     return span
 
 
-def run_batch(provider: TracerProvider, *, dsn: str | None = None) -> Any:
+def run_batch(provider: TracerProvider, *, dsn: str | None = None, logging: bool = False) -> Any:
     telemetry = Telemetry(
-        tracing=True, metrics=False, logging=False, sentry=True, sentry_dsn=dsn, tracer_provider=provider
+        tracing=True, metrics=False, logging=logging, sentry=True, sentry_dsn=dsn, tracer_provider=provider
     )
     event = sqs_event(["ok", "fail"], seed=7)
     context = lambda_context(remaining_ms=3000, frozen=True, aws_request_id=REQUEST_ID)
@@ -288,3 +288,25 @@ def test_sentry_flush_shares_the_one_deadline(ingest):
         gate.set()
     assert elapsed <= 1.8, elapsed  # 2,000 ms remaining: a 1,700 ms budget
     assert elapsed >= 1.6, elapsed  # it did wait for the flushes, up to the deadline
+
+
+def test_one_failed_record_is_followed_across_span_log_line_and_sentry_event(ingest, spans):
+    """One trace id and one request id join the failed record's span, its log line and its Sentry event."""
+    from structlog.testing import capture_logs
+
+    dsn, received = ingest
+    provider, exporter = spans
+    with capture_logs() as logs:
+        event = run_batch(provider, dsn=dsn, logging=True)
+    failed_id = event["Records"][1]["messageId"]
+    span = record_span(exporter, failed_id)
+    (batch_span,) = [s for s in exporter.get_finished_spans() if "messaging.batch.message_count" in (s.attributes or {})]
+    (line,) = [entry for entry in logs if entry["event"] == "record failed"]
+    (sent,) = received.error_events()
+
+    trace_id, span_id = format(span.context.trace_id, "032x"), format(span.context.span_id, "016x")
+    assert line["trace_id"] == sent["contexts"]["trace"]["trace_id"] == trace_id
+    assert line["span_id"] == sent["contexts"]["trace"]["span_id"] == span_id
+    assert batch_span.attributes["faas.invocation_id"] == REQUEST_ID
+    assert line["function_request_id"] == sent["tags"]["faas.invocation_id"] == REQUEST_ID
+    assert line["error_type"] == span.attributes["error.type"] == sent["tags"]["error.type"] == "ValueError"
