@@ -23,6 +23,7 @@ from batchlens import (
     async_process_partial_response,
     process_partial_response,
 )
+from batchlens._telemetry import _serialise
 from batchlens._telemetry import capture as capture_module
 from batchlens._telemetry.capture import (
     REDACTED,
@@ -54,7 +55,8 @@ def full_json(value: Any) -> bytes:
 def force_streaming(monkeypatch: pytest.MonkeyPatch) -> None:
     """Send every value through the streaming writer, in tiny slices, instead of the one-call fast path."""
     monkeypatch.setattr(capture_module, "_PLAIN_NODES", -1)
-    monkeypatch.setattr(capture_module, "_SLICE", 3)
+    monkeypatch.setattr(_serialise, "_PLAIN_NODES", -1)
+    monkeypatch.setattr(_serialise, "_SLICE", 3)
 
 
 # -- what is captured ------------------------------------------------------------------------------------------
@@ -287,7 +289,8 @@ def test_capture_matches_json_dumps_on_both_paths(value):
     fast = capture_one(value, redact_keys=(), capture_max_bytes_per_record=UNLIMITED)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(capture_module, "_PLAIN_NODES", -1)
-        patch.setattr(capture_module, "_SLICE", 3)
+        patch.setattr(_serialise, "_PLAIN_NODES", -1)
+        patch.setattr(_serialise, "_SLICE", 3)
         streamed = capture_one(value, redact_keys=(), capture_max_bytes_per_record=UNLIMITED)
     for attrs in (fast, streamed):
         assert attrs[RESPONSE] == expected
@@ -314,7 +317,7 @@ def test_bytes_repr_in_slices_equals_repr(data, as_bytearray):
     """bytes and bytearray captured slice by slice read exactly like their repr, quotes included."""
     value = bytearray(data) if as_bytearray else data
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(capture_module, "_SLICE", 3)
+        patch.setattr(_serialise, "_SLICE", 3)
         attrs = capture_one(value, capture_max_bytes_per_record=UNLIMITED)
     assert attrs[RESPONSE] == repr(value)
     assert attrs[RESPONSE_SIZE] == len(repr(value))
