@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import TraceFlags
 
+from _tracing_support import by_message_id, failing_handler, spans_by_kind
 from batchlens import (
     BatchProcessor,
     EventType,
@@ -33,25 +31,6 @@ TRACEPARENT = f"00-{W3C_TRACE_HEX}-{W3C_SPAN_HEX}-01"
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
-def failing_handler(record: Any) -> Any:
-    if "fail" in record.body:
-        raise ValueError(f"cannot process {record.message_id}")
-    return {"id": record.message_id}
-
-
-def spans_by_kind(exporter: InMemorySpanExporter) -> tuple[ReadableSpan, list[ReadableSpan]]:
-    """Split finished spans into the one batch span (no batchlens parent) and the record spans."""
-    spans = exporter.get_finished_spans()
-    batch = [s for s in spans if "messaging.batch.message_count" in (s.attributes or {})]
-    assert len(batch) == 1, [s.name for s in spans]
-    records = [s for s in spans if "messaging.message.id" in (s.attributes or {})]
-    return batch[0], records
-
-
-def by_message_id(spans: Sequence[ReadableSpan]) -> dict[str, ReadableSpan]:
-    return {str(s.attributes["messaging.message.id"]): s for s in spans}  # type: ignore[index]
-
-
 def with_w3c(event: dict[str, Any], traceparent: str = TRACEPARENT, tracestate: str | None = None) -> dict[str, Any]:
     for record in event["Records"]:
         attributes = {"traceparent": {"stringValue": traceparent, "dataType": "String"}}
