@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import traceback
 
 import pytest
@@ -51,7 +52,18 @@ def _raise_custom() -> None:
 
 
 @pytest.mark.parametrize(
-    "raiser", [_raise_plain, _raise_from, _raise_during, _raise_from_none, _raise_with_note, _raise_custom]
+    "raiser",
+    [
+        _raise_plain,
+        _raise_from,
+        _raise_during,
+        _raise_from_none,
+        # the interpreter prints notes from 3.11 on (add_note is 3.11+)
+        pytest.param(
+            _raise_with_note, marks=pytest.mark.skipif(sys.version_info < (3, 11), reason="notes are 3.11+")
+        ),
+        _raise_custom,
+    ],
 )
 def test_format_exception_matches_the_interpreter_without_carets(raiser):
     """The cheap formatter prints what traceback.format_exception prints, minus the column caret lines."""
