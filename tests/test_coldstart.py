@@ -223,7 +223,7 @@ def test_a_netrc_file_keeps_the_default_transport(handles: list[TelemetryHandle]
 
 
 def test_trust_roots_match_the_requests_default(
-    handles: list[TelemetryHandle], monkeypatch: pytest.MonkeyPatch
+    handles: list[TelemetryHandle], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """certifi's bundle by default; the OTLP certificate when set; requests' own CA variables over both."""
     import certifi
@@ -236,6 +236,8 @@ def test_trust_roots_match_the_requests_default(
     assert transport_of(make(handles, traces="otlp"))._pool.connection_pool_kw["ca_certs"] == "/etc/traces-ca.pem"
     monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/curl-ca.pem")
     assert transport_of(make(handles, traces="otlp"))._pool.connection_pool_kw["ca_certs"] == "/etc/curl-ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))  # a directory: only requests can use it
+    assert isinstance(transport_of(make(handles, traces="otlp")), RequestsHTTPTransport)
 
 
 def test_exporter_without_a_transport_argument_gets_no_options() -> None:
