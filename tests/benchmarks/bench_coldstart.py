@@ -1,6 +1,6 @@
 """Cold start: a fresh interpreter's set-up of batchlens' telemetry against Powertools' Logger, Tracer and Metrics.
 
-Run:  python tests/benchmarks/bench_coldstart.py [--rounds 15] [--importtime]
+Run:  python tests/benchmarks/bench_coldstart.py [--rounds 15] [--importtime] [--floor]
 
 Each round starts two fresh interpreters, in alternating order, that do what a Lambda function's init phase does
 at module level, in a Lambda-like environment (``AWS_LAMBDA_FUNCTION_NAME`` set):
@@ -13,7 +13,9 @@ at module level, in a Lambda-like environment (``AWS_LAMBDA_FUNCTION_NAME`` set)
 Both run from bytecode, as after ``pip install`` (which compiles every module it installs): the children may write
 bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped) into a private ``PYTHONPYCACHEPREFIX`` directory, filled by the
 warm-up runs and removed at the end, so a source checkout on ``PYTHONPATH`` is not compiled in every round and the
-source tree is left alone. Wall time is the whole child process (interpreter start included, as in Lambda's init duration), and peak memory
+source tree is left alone. With --floor a third interpreter builds the same third-party parts by hand, without batchlens (the SDK providers,
+the OTLP/HTTP span exporter on urllib3, structlog with orjson): the part of the cold start that is the chosen
+exporters' own cost, the floor under batchlens' figures. Wall time is the whole child process (interpreter start included, as in Lambda's init duration), and peak memory
 is the child's max RSS (``wait4``). Medians over the rounds are printed with their ratios. With --importtime it also
 prints the ten slowest imports of the batchlens set-up (``python -X importtime``). This is not a test.
 """
@@ -43,6 +45,27 @@ Logger()
 Tracer()
 Metrics()
 BatchProcessor(event_type=EventType.SQS)
+"""
+
+FLOOR = """
+import orjson
+import structlog
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+resource = Resource.create({"service.name": "orders"})
+tracer_provider = TracerProvider(resource=resource)
+tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(_transport=Urllib3HTTPTransport())))
+trace.set_tracer_provider(tracer_provider)
+metrics.set_meter_provider(MeterProvider(resource=resource))
+structlog.configure(
+    processors=[structlog.processors.JSONRenderer(serializer=orjson.dumps)],
+    logger_factory=structlog.BytesLoggerFactory(),
+)
 """
 
 ENVIRONMENT = {
@@ -95,21 +118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument("--floor", action="store_true", help="also time the same third-party parts without batchlens")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-coldstart-pycache-") as cache:
         ENVIRONMENT["PYTHONPYCACHEPREFIX"] = cache
-        measure(args.rounds, args.importtime)
+        measure(args.rounds, args.importtime, args.floor)
     return 0
 
 
-def measure(rounds: int, importtime: bool) -> None:
+def measure(rounds: int, importtime: bool, floor: bool) -> None:
     """Warm up (compiling bytecode), run the interleaved rounds and print the medians."""
-    run(BATCHLENS)
-    run(POWERTOOLS)  # warm the file system cache for both
-    times: dict[str, list[float]] = {"batchlens": [], "powertools": []}
-    rss: dict[str, list[int]] = {"batchlens": [], "powertools": []}
+    programs = [("batchlens", BATCHLENS), ("powertools", POWERTOOLS)] + ([("floor", FLOOR)] if floor else [])
+    for _name, code in programs:
+        run(code)  # compile bytecode and warm the file system cache for every side
+    times: dict[str, list[float]] = {name: [] for name, _code in programs}
+    rss: dict[str, list[int]] = {name: [] for name, _code in programs}
     for index in range(rounds):
-        order = [("batchlens", BATCHLENS), ("powertools", POWERTOOLS)]
+        order = list(programs)
         if index % 2:
             order.reverse()
         for name, code in order:
@@ -122,6 +147,10 @@ def measure(rounds: int, importtime: bool) -> None:
     print(f"  batchlens set-up:  {bl_time * 1000:7.1f} ms  {bl_rss / 1024:6.1f} MB max RSS")
     print(f"  powertools set-up: {pt_time * 1000:7.1f} ms  {pt_rss / 1024:6.1f} MB max RSS")
     print(f"  ratio: time {bl_time / pt_time:.2f} [<= 0.5], peak memory {bl_rss / pt_rss:.2f} [<= 0.6]")
+    if floor:
+        fl_time, fl_rss = statistics.median(times["floor"]), statistics.median(rss["floor"])
+        print(f"  floor (same parts by hand): {fl_time * 1000:7.1f} ms  {fl_rss / 1024:6.1f} MB max RSS")
+        print(f"  floor ratio: time {fl_time / pt_time:.2f}, peak memory {fl_rss / pt_rss:.2f}")
     if importtime:
         print("Slowest top-level imports of the batchlens set-up (cumulative):")
         for micros, name in slowest_imports(BATCHLENS):

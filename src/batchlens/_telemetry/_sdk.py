@@ -112,8 +112,8 @@ def _otlp_http_options(cls: Any, signal: str, protocol: str) -> dict[str, Any]:
     """Keyword arguments that give an OTLP/HTTP exporter the urllib3 transport instead of its requests default.
 
     Both transports ship in opentelemetry-exporter-http-transport; urllib3 is what requests itself sends with, so
-    the result on the wire is the same while the cold start skips requests, charset_normalizer and certifi's
-    import. Returns no options (the exporter's default) for gRPC, for exporters without a ``_transport``
+    the result on the wire is the same while the cold start skips importing requests, charset_normalizer, idna
+    and certifi. Returns no options (the exporter's default) for gRPC, for exporters without a ``_transport``
     argument, without urllib3, and whenever the environment asks for something only the requests session honours.
     """
     if protocol != "http/protobuf" or not _accepts_keyword(cls, "_transport"):
@@ -139,6 +139,8 @@ def _otlp_http_options(cls: Any, signal: str, protocol: str) -> dict[str, Any]:
         certificate = _env(env, f"OTEL_EXPORTER_OTLP_{signal}_CLIENT_CERTIFICATE") or _env(
             env, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
         )
+        if isinstance(verify, str) and os.path.isdir(verify):
+            return {}  # a CA directory: requests passes it as ca_cert_dir, the urllib3 transport cannot
         cert = (certificate, key) if certificate and key else certificate
         return {"_transport": Urllib3HTTPTransport(verify=verify, cert=cert)}
     except ImportError:
