@@ -78,7 +78,7 @@ def test_every_example_module_is_covered() -> None:
     modules = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.py") if "__pycache__" not in p.parts}
     covered = {f"{d}/{m}" for d, m, _ in SCRIPT_CASES}
     covered |= {"testing_your_code/app.py", "testing_your_code/test_app.py", "dashboards_prometheus/app.py"}
-    covered.add("sam/telemetry_app/app.py")  # run with each telemetry template's environment by test_sam_templates.py
+    covered.add("sam/telemetry_app/app.py")  # run with each telemetry template's environment by test_sam_telemetry.py
     assert modules == covered
 
 
