@@ -1,93 +1,34 @@
-"""batchlens.telemetry.configure(): standard variables, validation, resource, exporters, logs, flush and shutdown."""
+"""batchlens.telemetry.configure(): standard variables, validation, resource, flush and shutdown."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-import structlog
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
     InMemoryMetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from batchlens import telemetry
+# pytest fixtures: the autouse environment cleaner, and `handles` (shut down after each test)
+from _configure_support import clean_environment as clean_environment
+from _configure_support import handles_fixture as handles_fixture
+from _configure_support import make
 from batchlens.telemetry import TelemetryHandle, configure
-
-_CLEARED_PREFIXES = ("OTEL_", "AWS_LAMBDA_", "BATCHLENS_")
-_CLEARED = ("AWS_REGION", "AWS_EXECUTION_ENV")
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts without OTEL_*/Lambda variables and with structlog at its defaults."""
-    for name in list(os.environ):
-        if name.startswith(_CLEARED_PREFIXES) or name in _CLEARED:
-            monkeypatch.delenv(name)
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
-
-
-@pytest.fixture
-def handles() -> Iterator[list[TelemetryHandle]]:
-    """Collects handles and shuts them all down after the test."""
-    created: list[TelemetryHandle] = []
-    yield created
-    for handle in created:
-        handle.shutdown()
-
-
-def make(handles: list[TelemetryHandle], **kwargs: Any) -> TelemetryHandle:
-    kwargs.setdefault("set_global", False)
-    kwargs.setdefault("logs", "none")
-    handle = configure(**kwargs)
-    handles.append(handle)
-    return handle
-
-
-class GatedExporter(InMemorySpanExporter):
-    """Keeps every span, but export() blocks until the gate opens: an exporter slower than the handler."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.gate.wait(timeout=60)
-        return super().export(spans)
-
-
-def burst(provider: TracerProvider, records: int) -> None:
-    """One batch span with ``records`` child spans, ended as fast as the SDK allows."""
-    tracer = provider.get_tracer("burst")
-    with tracer.start_as_current_span("process big-queue"):
-        for index in range(records):
-            with tracer.start_as_current_span("process big-queue") as span:
-                span.set_attribute("messaging.message.id", str(index))
-
 
 # ----------------------------------------------------------------------------------------------------
 # exporter selection
@@ -275,180 +216,6 @@ def test_no_lambda_attributes_outside_lambda(handles: list[TelemetryHandle]) -> 
 
 
 # ----------------------------------------------------------------------------------------------------
-# exporters at work
-
-
-class _OtlpSink(BaseHTTPRequestHandler):
-    requests: list[tuple[str, dict[str, str], bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def otlp_sink() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
-    """A loopback HTTP server that accepts OTLP/HTTP requests and keeps them."""
-    requests: list[tuple[str, dict[str, str], bytes]] = []
-    handler = type("Sink", (_OtlpSink,), {"requests": requests})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    server.shutdown()
-    server.server_close()
-
-
-def test_otlp_uses_endpoint_and_headers_from_env(
-    monkeypatch: pytest.MonkeyPatch,
-    handles: list[TelemetryHandle],
-    otlp_sink: tuple[str, list[tuple[str, dict[str, str], bytes]]],
-) -> None:
-    """OTLP exports go to OTEL_EXPORTER_OTLP_ENDPOINT with OTEL_EXPORTER_OTLP_HEADERS, carrying the resource."""
-    endpoint, requests = otlp_sink
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cret")
-    handle = make(handles, service_name="otlp-test")
-    handle.tracer_provider.get_tracer("t").start_span("process orders").end()
-    handle.meter_provider.get_meter("batchlens").create_counter("batchlens.batches").add(1)
-    assert handle.flush()
-    paths = sorted(path for path, _, _ in requests)
-    assert paths == ["/v1/metrics", "/v1/traces"]
-    for _, headers, _ in requests:
-        assert headers["x-api-key"] == "s3cret"
-    (trace_body,) = [body for path, _, body in requests if path == "/v1/traces"]
-    message = ExportTraceServiceRequest.FromString(trace_body)
-    resource_spans = message.resource_spans[0]
-    resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
-    assert resource["service.name"] == "otlp-test"
-    assert resource_spans.scope_spans[0].spans[0].name == "process orders"
-
-
-def test_console_exporters_print(capsys: pytest.CaptureFixture[str], handles: list[TelemetryHandle]) -> None:
-    """traces="console" and metrics="console" print spans and metrics to stdout on flush."""
-    handle = make(handles, traces="console", metrics="console")
-    handle.tracer_provider.get_tracer("t").start_span("console-span").end()
-    handle.meter_provider.get_meter("batchlens").create_counter("batchlens.records.succeeded").add(2)
-    assert handle.flush()
-    out = capsys.readouterr().out
-    assert '"name": "console-span"' in out
-    assert "batchlens.records.succeeded" in out
-
-
-def test_prometheus_serves_metrics(handles: list[TelemetryHandle]) -> None:
-    """metrics="prometheus" serves /metrics on the loopback port, with Prometheus names, until shutdown."""
-    handle = make(handles, traces="none", metrics="prometheus", prometheus_port=0)
-    port = handle.prometheus_port
-    assert port
-    counter = handle.meter_provider.get_meter("batchlens").create_counter("batchlens.records.failed", unit="{record}")
-    counter.add(2, {"messaging.system": "aws_sqs", "error.type": "ValueError"})
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    assert "batchlens_records_failed_total{" in body
-    assert 'error_type="ValueError"' in body
-    handle.shutdown()
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
-
-
-def test_prometheus_flushes_do_not_duplicate_series(handles: list[TelemetryHandle]) -> None:
-    """Flushing before each Lambda freeze must not make the next scrape repeat every series (Prometheus rejects it)."""
-    handle = make(handles, traces="none", metrics="prometheus", prometheus_port=0)
-    counter = handle.meter_provider.get_meter("batchlens").create_counter("batchlens.records.failed", unit="{record}")
-    for _ in range(3):
-        counter.add(1, {"messaging.system": "aws_sqs", "error.type": "ValueError"})
-        assert handle.flush()
-    body = urllib.request.urlopen(f"http://127.0.0.1:{handle.prometheus_port}/metrics", timeout=10).read().decode()
-    series = [line for line in body.splitlines() if line.startswith("batchlens_records_failed_total{")]
-    assert len(series) == 1
-    assert series[0].endswith(" 3.0")
-
-
-def test_prometheus_port_from_env(monkeypatch: pytest.MonkeyPatch, handles: list[TelemetryHandle]) -> None:
-    """OTEL_EXPORTER_PROMETHEUS_PORT / _HOST pick the endpoint when the arguments are not given."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", str(free_port))
-    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
-    handle = make(handles, traces="none", metrics="prometheus")
-    assert handle.prometheus_port == free_port
-
-
-def test_prometheus_port_in_use_is_reported(handles: list[TelemetryHandle]) -> None:
-    """A busy port raises OSError naming the address, instead of silently serving nothing."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
-            make(handles, traces="none", metrics="prometheus", prometheus_port=port)
-
-
-def test_two_prometheus_handles_coexist(handles: list[TelemetryHandle]) -> None:
-    """Each handle serves its own registry, so one process can run two without duplicate series."""
-    first = make(handles, traces="none", metrics="prometheus", prometheus_port=0)
-    second = make(handles, traces="none", metrics="prometheus", prometheus_port=0)
-    first.meter_provider.get_meter("batchlens").create_counter("only.first").add(1)
-    second_body = urllib.request.urlopen(f"http://127.0.0.1:{second.prometheus_port}/metrics", timeout=10).read()
-    first_body = urllib.request.urlopen(f"http://127.0.0.1:{first.prometheus_port}/metrics", timeout=10).read()
-    assert b"only_first_total" in first_body
-    assert b"only_first_total" not in second_body
-
-
-# ----------------------------------------------------------------------------------------------------
-# span pipeline sizing
-
-
-def test_ten_thousand_span_burst_loses_nothing(handles: list[TelemetryHandle]) -> None:
-    """A 10,000-record burst ended while the exporter is stalled is fully exported after flush()."""
-    exporter = GatedExporter()
-    handle = make(handles, traces=exporter, metrics="none")
-    burst(handle.tracer_provider, 10_000)
-    exporter.gate.set()
-    assert handle.flush()
-    spans = exporter.get_finished_spans()
-    assert len(spans) == 10_001
-    assert len({s.attributes["messaging.message.id"] for s in spans if s.attributes}) == 10_000
-
-
-def test_sdk_default_queue_drops_the_same_burst() -> None:
-    """Control: the SDK's default BatchSpanProcessor loses spans of the same burst (the test can fail)."""
-    exporter = GatedExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    try:
-        burst(provider, 10_000)
-        exporter.gate.set()
-        provider.force_flush()
-        assert len(exporter.get_finished_spans()) < 10_001
-    finally:
-        provider.shutdown()
-
-
-def test_explicit_queue_size_variable_wins(monkeypatch: pytest.MonkeyPatch, handles: list[TelemetryHandle]) -> None:
-    """OTEL_BSP_MAX_QUEUE_SIZE, when set, replaces the batch-sized default (here small enough to drop)."""
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
-    exporter = GatedExporter()
-    handle = make(handles, traces=exporter, metrics="none")
-    burst(handle.tracer_provider, 2_000)
-    exporter.gate.set()
-    handle.flush()
-    assert len(exporter.get_finished_spans()) < 2_001
-
-
-def test_default_queue_holds_a_full_batch_with_handler_spans() -> None:
-    """The default queue fits 10,000 record spans, a batch span and two handler spans per record."""
-    assert telemetry.DEFAULT_SPAN_QUEUE_SIZE >= 10_000 * 3 + 1
-
-
-# ----------------------------------------------------------------------------------------------------
 # flush and shutdown
 
 
@@ -523,129 +290,6 @@ def test_globals_are_installed_once_per_process() -> None:
     assert "already set" in result.stderr
 
 
-# ----------------------------------------------------------------------------------------------------
-# structlog
-
-
-def _last_json_line(text: str) -> dict[str, Any]:
-    entry: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
-    return entry
-
-
-def test_json_logs_have_timestamp_and_level(capsys: pytest.CaptureFixture[str], handles: list[TelemetryHandle]) -> None:
-    """logs="json" writes one JSON object per line with event, level and an ISO UTC timestamp."""
-    make(handles, traces="none", metrics="none", logs="json")
-    structlog.get_logger().info("order stored", order_id=7)
-    entry = _last_json_line(capsys.readouterr().out)
-    assert entry["event"] == "order stored"
-    assert entry["level"] == "info"
-    assert entry["order_id"] == 7
-    assert entry["timestamp"].endswith("Z")
-    datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
-
-
-def test_json_logs_carry_the_active_span(capsys: pytest.CaptureFixture[str], handles: list[TelemetryHandle]) -> None:
-    """Application log lines inside a span carry its trace_id and span_id."""
-    handle = make(handles, traces=InMemorySpanExporter(), metrics="none", logs="json")
-    with handle.tracer_provider.get_tracer("t").start_as_current_span("work") as span:
-        structlog.get_logger().info("inside")
-    entry = _last_json_line(capsys.readouterr().out)
-    context = span.get_span_context()
-    assert entry["trace_id"] == format(context.trace_id, "032x")
-    assert entry["span_id"] == format(context.span_id, "016x")
-
-
-def test_json_logs_keep_explicit_trace_keys(capsys: pytest.CaptureFixture[str], handles: list[TelemetryHandle]) -> None:
-    """trace_id/span_id passed by the caller (batchlens' record entries) are not overwritten."""
-    handle = make(handles, traces=InMemorySpanExporter(), metrics="none", logs="json")
-    with handle.tracer_provider.get_tracer("t").start_as_current_span("batch"):
-        structlog.get_logger().info("record processed", trace_id="a" * 32, span_id="b" * 16)
-    entry = _last_json_line(capsys.readouterr().out)
-    assert (entry["trace_id"], entry["span_id"]) == ("a" * 32, "b" * 16)
-
-
-def test_json_logs_render_exceptions(capsys: pytest.CaptureFixture[str], handles: list[TelemetryHandle]) -> None:
-    """log.exception() inside an except block renders the exception as bounded traceback text and its message."""
-    make(handles, traces="none", metrics="none", logs="json")
-    try:
-        raise ValueError("bad record")
-    except ValueError:
-        structlog.get_logger().exception("record failed")
-    entry = _last_json_line(capsys.readouterr().out)
-    assert entry["level"] == "error"
-    assert entry["exception"].startswith("Traceback (most recent call last):")
-    assert entry["exception"].endswith("ValueError: bad record\n")
-    assert entry["error_message"] == "bad record"
-
-
-def test_log_level_from_lambda_variable(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], handles: list[TelemetryHandle]
-) -> None:
-    """AWS_LAMBDA_LOG_LEVEL (Lambda's advanced logging control, WARN spelling included) filters entries."""
-    monkeypatch.setenv("AWS_LAMBDA_LOG_LEVEL", "WARN")
-    make(handles, traces="none", metrics="none", logs="json")
-    log = structlog.get_logger()
-    log.info("dropped")
-    log.warning("kept")
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [json.loads(line)["event"] for line in lines] == ["kept"]
-
-
-def test_log_level_argument(capsys: pytest.CaptureFixture[str], handles: list[TelemetryHandle]) -> None:
-    """log_level="debug" lets debug entries through."""
-    make(handles, traces="none", metrics="none", logs="json", log_level="debug")
-    structlog.get_logger().debug("detail")
-    assert _last_json_line(capsys.readouterr().out)["level"] == "debug"
-
-
-def test_console_logs_use_the_console_renderer(handles: list[TelemetryHandle]) -> None:
-    """logs="console" ends the processor chain with structlog's ConsoleRenderer."""
-    handle = make(handles, traces="none", metrics="none", logs="console")
-    assert handle.log_format == "console"
-    assert isinstance(structlog.get_config()["processors"][-1], structlog.dev.ConsoleRenderer)
-
-
-def test_default_logs_are_json_in_lambda(monkeypatch: pytest.MonkeyPatch, handles: list[TelemetryHandle]) -> None:
-    """Without `logs`, Lambda gets JSON lines and other environments the console renderer."""
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
-    assert configure(traces="none", metrics="none", set_global=False).log_format == "json"
-    assert isinstance(structlog.get_config()["processors"][-1], structlog.processors.JSONRenderer)
-    structlog.reset_defaults()
-    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
-    assert configure(traces="none", metrics="none", set_global=False).log_format == "console"
-
-
-def test_default_leaves_application_structlog_alone(handles: list[TelemetryHandle]) -> None:
-    """When the application configured structlog already, the default does not touch it."""
-    marker = structlog.processors.KeyValueRenderer()
-    structlog.configure(processors=[marker])
-    handle = configure(traces="none", metrics="none", set_global=False)
-    handles.append(handle)
-    assert handle.log_format == "none"
-    assert structlog.get_config()["processors"] == [marker]
-
-
-def test_logs_none_leaves_structlog_alone(handles: list[TelemetryHandle]) -> None:
-    """logs="none" never configures structlog."""
-    make(handles, traces="none", metrics="none", logs="none")
-    assert not structlog.is_configured()
-
-
-def test_capture_logs_still_works_after_configure(handles: list[TelemetryHandle]) -> None:
-    """Loggers are not cached, so structlog.testing.capture_logs() captures after configure()."""
-    make(handles, traces="none", metrics="none", logs="json")
-    log = structlog.get_logger()
-    log.info("before")
-    with structlog.testing.capture_logs() as captured:
-        log.info("captured", k=1)
-    assert captured == [{"event": "captured", "k": 1, "log_level": "info"}]
-
-
-def test_no_http_server_without_prometheus(handles: list[TelemetryHandle]) -> None:
-    """Without the prometheus option no port is opened."""
-    assert make(handles, traces="none", metrics="none").prometheus_port is None
-
-
 def test_lambda_flush_pattern_end_to_end(handles: list[TelemetryHandle]) -> None:
     """The documented pattern (configure at import, flush in finally) exports within the invocation."""
     exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
@@ -660,8 +304,3 @@ def test_lambda_flush_pattern_end_to_end(handles: list[TelemetryHandle]) -> None
 
     assert handler() == "ok"
     assert [s.name for s in exporter.get_finished_spans()] == ["invocation"]
-
-
-def test_urlopen_error_type_is_oserror() -> None:
-    """Guard for the shutdown test: urllib's connection errors are OSError subclasses."""
-    assert issubclass(urllib.error.URLError, OSError)
