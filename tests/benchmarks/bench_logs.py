@@ -121,6 +121,17 @@ def count_instructions(case: str, count: int, src: str | None) -> int:
     return int(match.group(1))
 
 
+def line_costs(cases: list[str], src: str | None = None) -> dict[str, float]:
+    """Instructions per line (or per record) of each case; ``failed`` has the cost of raising subtracted."""
+    jobs = [(case, n) for case in cases for n in (SIZES[case], 3 * SIZES[case])]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        totals = dict(zip(jobs, pool.map(lambda job: count_instructions(*job, src), jobs), strict=True))
+    per = {case: (totals[(case, 3 * SIZES[case])] - totals[(case, SIZES[case])]) / (2 * SIZES[case]) for case in cases}
+    if "failed" in per and "raise" in per:
+        per["failed"] -= per["raise"]
+    return per
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -135,12 +146,7 @@ def main() -> int:
         print("valgrind is not installed")
         return 0
     cases = args.cases.split(",")
-    jobs = [(case, n) for case in cases for n in (SIZES[case], 3 * SIZES[case])]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        totals = dict(zip(jobs, pool.map(lambda job: count_instructions(*job, args.src), jobs), strict=True))
-    per = {case: (totals[(case, 3 * SIZES[case])] - totals[(case, SIZES[case])]) / (2 * SIZES[case]) for case in cases}
-    if "failed" in per and "raise" in per:
-        per["failed"] -= per["raise"]
+    per = line_costs(cases, args.src)
     print("Instructions per line / per record (callgrind):")
     for case in cases:
         print(f"  {case:<10} {per[case] / 1000:8.1f}k")
