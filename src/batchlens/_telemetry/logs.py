@@ -72,6 +72,18 @@ def _lambda_log_level(raw: str | None) -> int:
     return level if isinstance(level, int) else logging.NOTSET
 
 
+def _fixed_level_classes() -> frozenset[type]:
+    """structlog's filtering bound logger classes (``make_filtering_bound_logger``): each fixes its level."""
+    try:
+        from structlog._native import LEVEL_TO_FILTERING_LOGGER
+    except ImportError:  # another structlog layout: nothing is cached
+        return frozenset()
+    return frozenset(LEVEL_TO_FILTERING_LOGGER.values())
+
+
+_FIXED_LEVEL_CLASSES = _fixed_level_classes()
+
+
 def _enabled(logger: Any, level: int) -> bool:
     # Look the check up on the class: structlog's generic BoundLogger turns any missing *instance* attribute
     # into a log method, so getattr(logger, "is_enabled_for") would log instead of asking.
@@ -137,6 +149,8 @@ class LoggingObserver:
         self._output = telemetry.log_output
         self._private: JsonLinesLogger | None = None
         self._private_stream: Any = None
+        # (structlog configuration and streams, the methods resolved under them)
+        self._structlog_methods: tuple[tuple[Any, ...], tuple[Any, Any, Any]] | None = None
 
     def _methods(self) -> tuple[Any, Any, Any]:
         """(success, failure, info) log methods for this batch; None where the level is filtered out."""
@@ -152,11 +166,23 @@ class LoggingObserver:
         if self._in_lambda and not structlog.is_configured():
             private = self._private_logger()
             return private.method(self._success_level), private.method(logging.ERROR), private.method(logging.INFO)
+        # structlog's configuration (and the streams its default loggers bind at creation) as it stands now: the
+        # methods of the last batch serve again while it is unchanged
+        key = (*structlog.get_config().values(), sys.stdout, sys.stderr)
+        cached = self._structlog_methods
+        if cached is not None and cached[0] == key:
+            return cached[1]
         logger = structlog.get_logger(LOGGER_NAME).bind()
         success = getattr(logger, self._success_method) if _enabled(logger, self._success_level) else None
         failure = logger.error if _enabled(logger, logging.ERROR) else None
         info = logger.info if _enabled(logger, logging.INFO) else None
-        return success, failure, info
+        resolved = (success, failure, info)
+        # only where the levels cannot change behind the configuration's back: structlog's filtering loggers fix
+        # theirs in the class, a logger without is_enabled_for logs everything (a stdlib-backed one asks each time)
+        kind = type(logger)
+        if kind in _FIXED_LEVEL_CLASSES or getattr(kind, "is_enabled_for", None) is None:
+            self._structlog_methods = (key, resolved)
+        return resolved
 
     def _private_logger(self) -> JsonLinesLogger:
         stream = sys.stdout
@@ -250,8 +276,9 @@ class LoggingObserver:
             fields["span_id"] = format(context.span_id, "016x")
         return fields
 
+    @noop_hook
     def flush(self, timeout_millis: int) -> None:
-        """Nothing is buffered: structlog writes synchronously."""
+        """Nothing is buffered: structlog writes synchronously (so the chain never hands this to a flush worker)."""
 
 
 def _request_id(context: Any) -> str | None:

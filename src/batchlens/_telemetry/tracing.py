@@ -210,6 +210,8 @@ class TracingObserver:
         self._telemetry = telemetry
         self._provider: TracerProvider | None = None
         self._tracer: Tracer | None = None
+        # the provider ``_tracer`` belongs to, once known not to be a no-op (None while it may be one)
+        self._real: TracerProvider | None = None
         self._link_limit = span_link_limit()
         self._capture = _load_capture(telemetry) if telemetry.capture_response else None
         # constant attributes, built once: (record span name, attributes) per source and destination, and the
@@ -231,10 +233,15 @@ class TracingObserver:
     def batch_start(self, batch: BatchInfo) -> None:
         """Start the batch span (or adopt the instrumentation's), linked to the producers, and make it current."""
         provider = tracer_provider(self._telemetry)
-        if is_noop_tracer_provider(provider):
-            self._provider = provider
-            return
-        tracer = self._tracer_for(provider)
+        tracer = self._tracer
+        if provider is not self._real or tracer is None:
+            if is_noop_tracer_provider(provider):
+                self._provider = provider
+                self._real = None
+                return
+            tracer = self._tracer_for(provider)
+            # an SDK provider stays one: later batches skip the no-op check (a proxy may still change)
+            self._real = provider if type(provider) is not trace.ProxyTracerProvider else None
         source = batch.source
         name, template = self._constants_for(source, batch.destination, batch.records)
         state = _BatchState(tracer, source, name, template)
