@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
+from operator import attrgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ FAILURE = "failure"
 SKIPPED = "skipped"
 
 _log = logging.getLogger("batchlens")
+_GET_ARN = methodcaller("get", "eventSourceARN")
+_OUTCOME = attrgetter("outcome")
 
 
 class RecordInfo:
@@ -128,24 +131,32 @@ class BatchInfo:
 
     def tally(self) -> None:
         """Count outcomes of the records seen so far (called by the processor before ``batch_end``)."""
-        success = failure = skipped = 0
-        for rec in self.record_infos:
-            if rec.outcome == SUCCESS:
-                success += 1
-            elif rec.outcome == SKIPPED:
-                skipped += 1
-            else:
-                failure += 1
+        infos = self.record_infos
+        # in C loops: every outcome that is neither a success nor a skip (None included) counts as a failure
+        outcomes = list(map(_OUTCOME, infos))
+        success = outcomes.count(SUCCESS)
+        skipped = outcomes.count(SKIPPED)
         self.success_count = success
-        self.failure_count = failure + skipped
+        self.failure_count = len(outcomes) - success
         self.skipped_count = skipped
-        self.entire_batch_failed = bool(self.records) and success == 0 and len(self.record_infos) == len(self.records)
+        self.entire_batch_failed = bool(self.records) and success == 0 and len(infos) == len(self.records)
 
 
 def _shared_destination(source: Source, records: list[Any]) -> str | None:
     if not records:
         return None
     first = source.destination(records[0])
+    if len(records) > 1 and getattr(source, "destination_from_arn", False):
+        # the destination follows from the source ARN: records sharing the first one's ARN share its destination
+        # (one C-level pass; anything else takes the per-record loop)
+        try:
+            arns = set(map(_GET_ARN, records))
+        except Exception:
+            arns = None
+        if arns is not None and len(arns) == 1:
+            arn = next(iter(arns))
+            if type(arn) is str and arn:
+                return first
     for raw in records[1:]:
         if source.destination(raw) != first:
             return None
