@@ -27,6 +27,7 @@ from batchlens._observer import (
     BatchInfo,
     ObserverChain,
     RecordInfo,
+    _fault,
 )
 from batchlens._sources import GENERIC, Source, detect_source
 from batchlens.exceptions import (
@@ -417,10 +418,15 @@ class BasePartialProcessor(ABC):
         batch = self._batch
         if observer is None or batch is None:
             return self._process_record(raw)
-        # _start_record and _finish_record inlined: two calls fewer per record on the common path
+        # _start_record, _finish_record and the chain's record hooks inlined (with the chain's fault isolation):
+        # four calls fewer per record on the common path
         rec = RecordInfo(index, raw, 0)
         batch.record_infos.append(rec)
-        observer.record_start(batch, rec)
+        for one in observer._record_start:
+            try:
+                one.record_start(batch, rec)
+            except Exception:
+                _fault(one, "record_start")
         rec.start_ns = rec.end_ns = perf_counter_ns()  # once the observers are done: see _start_record
         token = _CURRENT.set(rec)
         try:
@@ -433,7 +439,11 @@ class BasePartialProcessor(ABC):
         _CURRENT.reset(token)
         outcome = rec.outcome
         if outcome == SUCCESS:
-            observer.record_success(batch, rec)
+            for one in observer._record_success:
+                try:
+                    one.record_success(batch, rec)
+                except Exception:
+                    _fault(one, "record_success")
         elif outcome is None:
             self._finish_record(batch, observer, rec, entry)  # handlers overridden without super(): see there
         else:

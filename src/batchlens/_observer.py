@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAILURE",
+    "NOT_READ",
     "SKIPPED",
     "SUCCESS",
     "BatchInfo",
@@ -33,6 +34,8 @@ __all__ = [
 SUCCESS = "success"
 FAILURE = "failure"
 SKIPPED = "skipped"
+NOT_READ: Any = object()
+"""``RecordInfo.message_id`` before any observer has read the record's message id."""
 
 _log = logging.getLogger("batchlens")
 _GET_ARN = methodcaller("get", "eventSourceARN")
@@ -51,7 +54,19 @@ class RecordInfo:
         exception: The exception on failure or skip.
     """
 
-    __slots__ = ("end_ns", "exception", "extra", "index", "outcome", "raw", "result", "span", "start_ns", "token")
+    __slots__ = (
+        "end_ns",
+        "exception",
+        "extra",
+        "index",
+        "message_id",
+        "outcome",
+        "raw",
+        "result",
+        "span",
+        "start_ns",
+        "token",
+    )
 
     def __init__(self, index: int, raw: Any, start_ns: int) -> None:
         self.index = index
@@ -64,6 +79,9 @@ class RecordInfo:
         self.span: Any = None
         self.token: Any = None
         self.extra: Any = None
+        # the record's messaging.message.id once an observer has read it (NOT_READ until then), so the
+        # observers after it need not read it again
+        self.message_id: Any = NOT_READ
 
     @property
     def duration_s(self) -> float:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from batchlens._observer import SKIPPED, noop_hook
+from batchlens._observer import NOT_READ, SKIPPED, noop_hook
 from batchlens._telemetry._errors import error_type, renders_as_is
 from batchlens._telemetry._log_lambda import JsonLinesLogger
 from batchlens._telemetry._log_render import exception_fields
@@ -254,8 +254,11 @@ class LoggingObserver:
         destination = state.destination
         if destination is None:
             destination = state.source.destination(raw)
+        message_id = record.message_id
+        if message_id is NOT_READ:
+            message_id = state.message_id(raw)
         fields: dict[str, Any] = {
-            "record_id": state.message_id(raw),
+            "record_id": message_id,
             "outcome": record.outcome,
             "event_source": state.event_source,
             "destination": destination,

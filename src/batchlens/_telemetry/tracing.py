@@ -410,7 +410,7 @@ class TracingObserver:
                 attributes[DESTINATION_NAME] = destination
                 attributes.update(source.destination_attributes(raw))
             name = f"process {destination or source.messaging_system}"
-        message_id = source.message_id(raw)
+        message_id = record.message_id = source.message_id(raw)
         if message_id is not None:
             attributes[MESSAGE_ID] = message_id
         source.add_record_attributes(raw, attributes)
