@@ -265,7 +265,9 @@ class MetricsObserver:
         attributes = self._batch(system, batch.destination, None)
         if oldest is not None:
             age = time.time() - oldest
-            instruments.age.record(age if age > 0.0 else 0.0, attributes, context=_no_exemplar_context())
+            instruments.age.record(
+                age if age > 0.0 else 0.0, attributes, context=_NO_EXEMPLAR or _no_exemplar_context()
+            )
         if redelivered:
             instruments.redelivered.add(redelivered, attributes)
 
@@ -279,7 +281,7 @@ class MetricsObserver:
         shared = batch.destination
         infos = batch.record_infos
         record_duration = instruments.duration.record
-        context = _no_exemplar_context()
+        context = _NO_EXEMPLAR or _no_exemplar_context()
         attributes_of = self._attributes
         success_attributes = attributes_of(system, shared, None)
         fault: Exception | None = None

@@ -250,7 +250,8 @@ class TracingObserver:
         batch.extra[_STATE_KEY] = state
         if self._capture is not None:
             state.budget = batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
-        self._producer_links(batch, state)
+        if source.may_carry_producer_context(batch.records):
+            self._producer_links(batch, state)
         attributes = template.copy()
         attributes[BATCH_MESSAGE_COUNT] = batch.size
         lambda_context = batch.lambda_context
@@ -341,10 +342,11 @@ class TracingObserver:
         return attributes
 
     def _producer_links(self, batch: BatchInfo, state: _BatchState) -> None:
-        """Collect the batch span's links (up to the link limit) from the first records' producer contexts."""
+        """Collect the batch span's links (up to the link limit) from the first records' producer contexts.
+
+        Called only when some record may carry a producer header (``Source.may_carry_producer_context``).
+        """
         source = batch.source
-        if not source.may_carry_producer_context(batch.records):
-            return  # no record carries a producer header: nothing to parse now or per record
         state.producers = True
         limit = self._link_limit
         batch_links = state.batch_links
