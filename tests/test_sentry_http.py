@@ -300,9 +300,7 @@ def test_one_failed_record_is_followed_across_span_log_line_and_sentry_event(ing
         event = run_batch(provider, dsn=dsn, logging=True)
     failed_id = event["Records"][1]["messageId"]
     span = record_span(exporter, failed_id)
-    (batch_span,) = [
-        s for s in exporter.get_finished_spans() if "messaging.batch.message_count" in (s.attributes or {})
-    ]
+    (batch_span,) = [s for s in exporter.get_finished_spans() if "messaging.batch.message_count" in (s.attributes or {})]
     (line,) = [entry for entry in logs if entry["event"] == "record failed"]
     (sent,) = received.error_events()
 
