@@ -129,6 +129,19 @@ def test_enqueue_stats_reads_each_sources_timestamp_field():
     assert KAFKA.enqueue_stats(kafka) == (1700000005, 0)
 
 
+def test_enqueue_stats_of_first_deliveries_matches_the_per_record_reading():
+    """A batch of first deliveries (the quick path) gives what the per-record reading gives, zero and bad values too."""
+
+    def sqs(*sent: str) -> list[dict[str, Any]]:
+        return [{"attributes": {"SentTimestamp": s, "ApproximateReceiveCount": "1"}} for s in sent]
+
+    assert SQS.enqueue_stats(sqs("1700000002000", "1700000001500", "1700000003000")) == (1700000001.5, 0)
+    # a zero timestamp is left out, not taken as the oldest; an unreadable one is skipped
+    assert SQS.enqueue_stats(sqs("0", "1700000002000")) == (1700000002.0, 0)
+    assert SQS.enqueue_stats(sqs("soon", "1700000002000")) == (1700000002.0, 0)
+    assert SQS.enqueue_stats(sqs("0")) == (None, 0)
+
+
 def test_enqueue_stats_ignores_malformed_and_missing_values():
     """Malformed timestamps and receive counts are skipped; sources without a timestamp give None."""
     sqs = [

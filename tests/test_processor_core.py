@@ -575,3 +575,23 @@ def test_nested_processor_does_not_change_the_outer_records_telemetry_outcome() 
     spans = {s.attributes["messaging.message.id"]: s for s in telemetry.record_spans()}
     assert spans[failed_id].status.status_code is StatusCode.ERROR
     assert [e["record_id"] for e in telemetry.log_events("record failed")] == [failed_id]
+
+
+def test_batch_destination_is_shared_only_when_every_record_names_it():
+    """BatchInfo.destination is the queue all records came from, None when any record names another or none."""
+    from batchlens._observer import BatchInfo
+    from batchlens._sources import SQS
+
+    def record(arn: Any) -> dict[str, Any]:
+        return {"messageId": "m", "eventSourceARN": arn}
+
+    orders = "arn:aws:sqs:us-east-1:123456789012:orders"
+    other = "arn:aws:sqs:us-east-1:123456789012:other"
+    assert BatchInfo(SQS, [record(orders)] * 3, None, 0).destination == "orders"
+    assert BatchInfo(SQS, [record(orders), record(other)], None, 0).destination is None
+    assert BatchInfo(SQS, [record(orders), {"messageId": "m"}], None, 0).destination is None
+    # an empty ARN falls back to the lower-case key, which may differ from record to record
+    mixed = [{"eventSourceARN": "", "eventSourceArn": orders}, {"eventSourceARN": "", "eventSourceArn": other}]
+    assert BatchInfo(SQS, mixed, None, 0).destination is None
+    same = [{"eventSourceARN": "", "eventSourceArn": orders}] * 2
+    assert BatchInfo(SQS, same, None, 0).destination == "orders"

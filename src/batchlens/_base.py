@@ -27,6 +27,7 @@ from batchlens._observer import (
     BatchInfo,
     ObserverChain,
     RecordInfo,
+    _fault,
 )
 from batchlens._sources import GENERIC, Source, detect_source
 from batchlens.exceptions import (
@@ -368,7 +369,11 @@ class BasePartialProcessor(ABC):
             source = detect_source(records[0])
         batch = BatchInfo(source, records, self._context, perf_counter_ns())
         self._batch = batch
-        observer.batch_start(batch)
+        for one in observer._batch_start:  # the chain's batch_start inlined, with its fault isolation
+            try:
+                one.batch_start(batch)
+            except Exception:
+                _fault(one, "batch_start")
 
     def _end_batch(self, error: BaseException | None) -> None:
         batch = self._batch
@@ -379,7 +384,11 @@ class BasePartialProcessor(ABC):
         batch.end_ns = perf_counter_ns()
         batch.error = error
         batch.tally()
-        observer.batch_end(batch)
+        for one in observer._batch_end:  # the chain's batch_end inlined, with its fault isolation
+            try:
+                one.batch_end(batch)
+            except Exception:
+                _fault(one, "batch_end")
 
     def _start_record(self, batch: BatchInfo, observer: ObserverChain, index: int, raw: Any) -> RecordInfo:
         rec = RecordInfo(index, raw, 0)
@@ -417,7 +426,16 @@ class BasePartialProcessor(ABC):
         batch = self._batch
         if observer is None or batch is None:
             return self._process_record(raw)
-        rec = self._start_record(batch, observer, index, raw)
+        # _start_record, _finish_record and the chain's record hooks inlined (with the chain's fault isolation):
+        # four calls fewer per record on the common path
+        rec = RecordInfo(index, raw, 0)
+        batch.record_infos.append(rec)
+        for one in observer._record_start:
+            try:
+                one.record_start(batch, rec)
+            except Exception:
+                _fault(one, "record_start")
+        rec.start_ns = rec.end_ns = perf_counter_ns()  # once the observers are done: see _start_record
         token = _CURRENT.set(rec)
         try:
             entry = self._process_record(raw)
@@ -425,8 +443,19 @@ class BasePartialProcessor(ABC):
             _CURRENT.reset(token)
             self._abort_record(batch, observer, rec, exc)
             raise
+        rec.end_ns = perf_counter_ns()
         _CURRENT.reset(token)
-        self._finish_record(batch, observer, rec, entry)
+        outcome = rec.outcome
+        if outcome == SUCCESS:
+            for one in observer._record_success:
+                try:
+                    one.record_success(batch, rec)
+                except Exception:
+                    _fault(one, "record_success")
+        elif outcome is None:
+            self._finish_record(batch, observer, rec, entry)  # handlers overridden without super(): see there
+        else:
+            observer.record_failure(batch, rec)
         return entry
 
     async def _async_run_one(self, index: int, raw: Any) -> Any:

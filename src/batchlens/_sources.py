@@ -90,6 +90,8 @@ class Source:
         self._data_class: type[Any] | None = None
         self._destinations: dict[str, str | None] = {}
         self._destination_attributes: dict[str, dict[str, Any]] = {}
+        # whether ``destination`` is a function of the record's source ARN alone (not overridden)
+        self.destination_from_arn = type(self).destination is Source.destination
 
     # -- records -----------------------------------------------------------------------------------------
     def records_from_event(self, event: Any) -> list[Any]:
@@ -125,6 +127,10 @@ class Source:
         ``ApproximateReceiveCount`` is above 1. Malformed or missing values are left out.
         """
         system = self.messaging_system
+        if system == "aws_sqs" and records:
+            quick = _sqs_enqueue_stats(records)
+            if quick is not None:
+                return quick
         oldest: float | None = None
         redelivered = 0
         for raw in records:
@@ -246,6 +252,26 @@ class Source:
 
 _ATTRIBUTES = itemgetter("attributes")
 _GET_XRAY_HEADER = methodcaller("get", "AWSTraceHeader")
+_SENT_TIMESTAMP = itemgetter("SentTimestamp")
+_GET_RECEIVE_COUNT = methodcaller("get", "ApproximateReceiveCount")
+
+
+def _sqs_enqueue_stats(records: list[Any]) -> tuple[float | None, int] | None:
+    """``enqueue_stats`` of well-formed SQS records never delivered before, in C-level loops; None otherwise.
+
+    The common batch: every record has a positive ``SentTimestamp`` and a receive count of "1". Anything else
+    (a malformed, missing or zero value, a redelivery) returns None, and the per-record loop decides.
+    """
+    try:
+        attributes = list(map(_ATTRIBUTES, records))
+        if list(map(_GET_RECEIVE_COUNT, attributes)).count("1") != len(attributes):
+            return None
+        oldest_ms = min(map(int, map(_SENT_TIMESTAMP, attributes)))
+    except Exception:
+        return None
+    return (oldest_ms / 1000, 0) if oldest_ms > 0 else None
+
+
 _GET_MESSAGE_ATTRIBUTES = methodcaller("get", "messageAttributes")
 _GET_HEADERS = methodcaller("get", "headers")
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from batchlens._observer import SKIPPED, noop_hook
+from batchlens._observer import NOT_READ, SKIPPED, noop_hook
 from batchlens._telemetry._errors import error_type, renders_as_is
 from batchlens._telemetry._log_lambda import JsonLinesLogger
 from batchlens._telemetry._log_render import exception_fields
@@ -70,6 +70,18 @@ def _lambda_log_level(raw: str | None) -> int:
         return _LAMBDA_LEVELS[name]
     level = logging.getLevelName(name)
     return level if isinstance(level, int) else logging.NOTSET
+
+
+def _fixed_level_classes() -> frozenset[type]:
+    """structlog's filtering bound logger classes (``make_filtering_bound_logger``): each fixes its level."""
+    try:
+        from structlog._native import LEVEL_TO_FILTERING_LOGGER
+    except ImportError:  # another structlog layout: nothing is cached
+        return frozenset()
+    return frozenset(LEVEL_TO_FILTERING_LOGGER.values())
+
+
+_FIXED_LEVEL_CLASSES = _fixed_level_classes()
 
 
 def _enabled(logger: Any, level: int) -> bool:
@@ -137,6 +149,8 @@ class LoggingObserver:
         self._output = telemetry.log_output
         self._private: JsonLinesLogger | None = None
         self._private_stream: Any = None
+        # (structlog configuration and streams, the methods resolved under them)
+        self._structlog_methods: tuple[tuple[Any, ...], tuple[Any, Any, Any]] | None = None
 
     def _methods(self) -> tuple[Any, Any, Any]:
         """(success, failure, info) log methods for this batch; None where the level is filtered out."""
@@ -152,11 +166,23 @@ class LoggingObserver:
         if self._in_lambda and not structlog.is_configured():
             private = self._private_logger()
             return private.method(self._success_level), private.method(logging.ERROR), private.method(logging.INFO)
+        # structlog's configuration (and the streams its default loggers bind at creation) as it stands now: the
+        # methods of the last batch serve again while it is unchanged
+        key = (*structlog.get_config().values(), sys.stdout, sys.stderr)
+        cached = self._structlog_methods
+        if cached is not None and cached[0] == key:
+            return cached[1]
         logger = structlog.get_logger(LOGGER_NAME).bind()
         success = getattr(logger, self._success_method) if _enabled(logger, self._success_level) else None
         failure = logger.error if _enabled(logger, logging.ERROR) else None
         info = logger.info if _enabled(logger, logging.INFO) else None
-        return success, failure, info
+        resolved = (success, failure, info)
+        # only where the levels cannot change behind the configuration's back: structlog's filtering loggers fix
+        # theirs in the class, a logger without is_enabled_for logs everything (a stdlib-backed one asks each time)
+        kind = type(logger)
+        if kind in _FIXED_LEVEL_CLASSES or getattr(kind, "is_enabled_for", None) is None:
+            self._structlog_methods = (key, resolved)
+        return resolved
 
     def _private_logger(self) -> JsonLinesLogger:
         stream = sys.stdout
@@ -200,7 +226,34 @@ class LoggingObserver:
         state: _BatchLog | None = batch.extra.get(_STATE_KEY)
         if state is None or state.success is None:
             return
-        state.success(RECORD_PROCESSED, **self._fields(batch, state, record))
+        # _fields inlined: this is the line of nearly every record
+        raw = record.raw
+        destination = state.destination
+        if destination is None:
+            destination = state.source.destination(raw)
+        message_id = record.message_id
+        if message_id is NOT_READ:
+            message_id = state.message_id(raw)
+        fields: dict[str, Any] = {
+            "record_id": message_id,
+            "outcome": record.outcome,
+            "event_source": state.event_source,
+            "destination": destination,
+            "duration_ms": (record.end_ns - record.start_ns) // 1000 / 1000,
+        }
+        if state.request_id is not None:
+            fields[REQUEST_ID_KEY] = state.request_id
+        span = record.span
+        if span is not None and span.is_recording():
+            context = span.get_span_context()
+            trace_id = context.trace_id
+            cached = state.trace_hex
+            if cached[0] != trace_id:
+                cached = (trace_id, format(trace_id, "032x"))
+                state.trace_hex = cached
+            fields["trace_id"] = cached[1]
+            fields["span_id"] = format(context.span_id, "016x")
+        state.success(RECORD_PROCESSED, **fields)
 
     def record_failure(self, batch: BatchInfo, record: RecordInfo) -> None:
         """Log ``record failed`` with the error type, and the exception unless the record was skipped."""
@@ -224,12 +277,16 @@ class LoggingObserver:
 
     @staticmethod
     def _fields(batch: BatchInfo, state: _BatchLog, record: RecordInfo) -> dict[str, Any]:
+        # the fields of every record line (record_success builds the same ones inline: keep the two in step)
         raw = record.raw
         destination = state.destination
         if destination is None:
             destination = state.source.destination(raw)
+        message_id = record.message_id
+        if message_id is NOT_READ:
+            message_id = state.message_id(raw)
         fields: dict[str, Any] = {
-            "record_id": state.message_id(raw),
+            "record_id": message_id,
             "outcome": record.outcome,
             "event_source": state.event_source,
             "destination": destination,
@@ -250,8 +307,9 @@ class LoggingObserver:
             fields["span_id"] = format(context.span_id, "016x")
         return fields
 
+    @noop_hook
     def flush(self, timeout_millis: int) -> None:
-        """Nothing is buffered: structlog writes synchronously."""
+        """Nothing is buffered: structlog writes synchronously (so the chain never hands this to a flush worker)."""
 
 
 def _request_id(context: Any) -> str | None:

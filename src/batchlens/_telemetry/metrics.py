@@ -180,6 +180,8 @@ class MetricsObserver:
         self._telemetry = telemetry
         self._provider: MeterProvider | None = None
         self._instruments: _Instruments | None = None
+        # the provider ``_instruments`` belong to, once known not to be a no-op (None while it may be one)
+        self._real: MeterProvider | None = None
         # (system, destination, error type) -> duration attributes (error type None: also consumed's attributes)
         self._process_attributes: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
         # (system, destination, error type) -> batchlens.records.failed attributes
@@ -245,10 +247,15 @@ class MetricsObserver:
     def batch_start(self, batch: BatchInfo) -> None:
         """Resolve the meter provider; record the oldest record's age and the redeliveries of the batch."""
         provider = meter_provider(self._telemetry)
-        if is_noop_meter_provider(provider):
-            self._provider = provider
-            return
-        instruments = self._instruments_for(provider)
+        instruments = self._instruments
+        if provider is not self._real or instruments is None:
+            if is_noop_meter_provider(provider):
+                self._provider = provider
+                self._real = None
+                return
+            instruments = self._instruments_for(provider)
+            # an SDK provider stays one: later batches skip the no-op check (a proxy may still change)
+            self._real = provider if type(provider).__name__ != "_ProxyMeterProvider" else None
         source = batch.source
         system = source.messaging_system
         batch.extra[_STATE_KEY] = _BatchState(instruments, system)
@@ -258,7 +265,9 @@ class MetricsObserver:
         attributes = self._batch(system, batch.destination, None)
         if oldest is not None:
             age = time.time() - oldest
-            instruments.age.record(age if age > 0.0 else 0.0, attributes, context=_no_exemplar_context())
+            instruments.age.record(
+                age if age > 0.0 else 0.0, attributes, context=_NO_EXEMPLAR or _no_exemplar_context()
+            )
         if redelivered:
             instruments.redelivered.add(redelivered, attributes)
 
@@ -272,7 +281,7 @@ class MetricsObserver:
         shared = batch.destination
         infos = batch.record_infos
         record_duration = instruments.duration.record
-        context = _no_exemplar_context()
+        context = _NO_EXEMPLAR or _no_exemplar_context()
         attributes_of = self._attributes
         success_attributes = attributes_of(system, shared, None)
         fault: Exception | None = None

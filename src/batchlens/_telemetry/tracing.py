@@ -210,6 +210,8 @@ class TracingObserver:
         self._telemetry = telemetry
         self._provider: TracerProvider | None = None
         self._tracer: Tracer | None = None
+        # the provider ``_tracer`` belongs to, once known not to be a no-op (None while it may be one)
+        self._real: TracerProvider | None = None
         self._link_limit = span_link_limit()
         self._capture = _load_capture(telemetry) if telemetry.capture_response else None
         # constant attributes, built once: (record span name, attributes) per source and destination, and the
@@ -231,10 +233,15 @@ class TracingObserver:
     def batch_start(self, batch: BatchInfo) -> None:
         """Start the batch span (or adopt the instrumentation's), linked to the producers, and make it current."""
         provider = tracer_provider(self._telemetry)
-        if is_noop_tracer_provider(provider):
-            self._provider = provider
-            return
-        tracer = self._tracer_for(provider)
+        tracer = self._tracer
+        if provider is not self._real or tracer is None:
+            if is_noop_tracer_provider(provider):
+                self._provider = provider
+                self._real = None
+                return
+            tracer = self._tracer_for(provider)
+            # an SDK provider stays one: later batches skip the no-op check (a proxy may still change)
+            self._real = provider if type(provider) is not trace.ProxyTracerProvider else None
         source = batch.source
         name, template = self._constants_for(source, batch.destination, batch.records)
         state = _BatchState(tracer, source, name, template)
@@ -243,7 +250,8 @@ class TracingObserver:
         batch.extra[_STATE_KEY] = state
         if self._capture is not None:
             state.budget = batch.extra[CAPTURE_BUDGET_KEY] = self._capture.new_budget()
-        self._producer_links(batch, state)
+        if source.may_carry_producer_context(batch.records):
+            self._producer_links(batch, state)
         attributes = template.copy()
         attributes[BATCH_MESSAGE_COUNT] = batch.size
         lambda_context = batch.lambda_context
@@ -334,10 +342,11 @@ class TracingObserver:
         return attributes
 
     def _producer_links(self, batch: BatchInfo, state: _BatchState) -> None:
-        """Collect the batch span's links (up to the link limit) from the first records' producer contexts."""
+        """Collect the batch span's links (up to the link limit) from the first records' producer contexts.
+
+        Called only when some record may carry a producer header (``Source.may_carry_producer_context``).
+        """
         source = batch.source
-        if not source.may_carry_producer_context(batch.records):
-            return  # no record carries a producer header: nothing to parse now or per record
         state.producers = True
         limit = self._link_limit
         batch_links = state.batch_links
@@ -403,7 +412,7 @@ class TracingObserver:
                 attributes[DESTINATION_NAME] = destination
                 attributes.update(source.destination_attributes(raw))
             name = f"process {destination or source.messaging_system}"
-        message_id = source.message_id(raw)
+        message_id = record.message_id = source.message_id(raw)
         if message_id is not None:
             attributes[MESSAGE_ID] = message_id
         source.add_record_attributes(raw, attributes)
