@@ -13,7 +13,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from batchlens import BatchProcessor, EventType, SqsFifoPartialProcessor, Telemetry, process_partial_response
-from batchlens._sources import SQS, _SqsSource, sqs_queue_url
+from batchlens._source_attributes import sqs_queue_url
+from batchlens._source_kinds import _SqsSource
+from batchlens._sources import SQS
 from batchlens._telemetry.tracing import SCHEMA_URL, TracingObserver
 from batchlens.testing._events import (
     dynamodb_event,
@@ -116,7 +118,7 @@ def test_enumerated_values_are_the_registry_values_except_batchlens_own_systems(
     assert DYNAMODB.messaging_system not in systems
     triggers = {v.value for v in FaasTriggerValues}
     assert {s.faas_trigger for s in (SQS, KINESIS, DYNAMODB, KAFKA)} <= triggers
-    from batchlens._sources import _DDB_OPERATIONS
+    from batchlens._source_kinds import _DDB_OPERATIONS
 
     assert set(_DDB_OPERATIONS.values()) <= {v.value for v in FaasDocumentOperationValues}
 
