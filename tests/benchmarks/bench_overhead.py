@@ -209,7 +209,9 @@ def _callgrind(name: str, records: int, batches: int = 0) -> int:
     assert valgrind is not None
     command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
     command += ["--one", name, "--records", str(records), "--batches", str(batches)]
-    proc = subprocess.run(command, capture_output=True, text=True, check=True)
+    # a fixed hash seed: set and dict layouts (and so the instruction counts) repeat from run to run
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     match = re.search(r"Collected : (\d+)", proc.stderr)
     if match is None:
         raise SystemExit(f"callgrind printed no total for {name}: {proc.stderr[-500:]}")
@@ -270,6 +272,12 @@ def print_batch_costs(per_record: dict[str, float], per_batch: dict[tuple[str, i
     )
     print(f"  C/D batch of 1  = {c1 / d1:.2f}  [<= 2.9]")
     print(f"  C/D batch of 10 = {c10 / d10:.2f}  [<= 1.75]")
+    if ("M", 1) in per_batch:
+        m1, m10 = per_batch[("M", 1)], per_batch[("M", 10)]
+        print(
+            f"  contract floor M: fixed cost {m1 - per_record['M']:,.0f}, M/D batch of 1 = {m1 / d1:.2f}, "
+            f"batch of 10 = {m10 / d10:.2f}"
+        )
     if ("P", 1) in per_batch and ("Q", 1) in per_batch:
         print(f"  flush of a 1-record batch: C {per_batch[('P', 1)] - c1:,.0f}, D {per_batch[('Q', 1)] - d1:,.0f}")
     if "N" in per_record:
@@ -323,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in (*CONFIGURATIONS, "N"):
                 print(f"  {name}: {counted[name]:10,.0f}")
             print_ratios(counted, "instructions")
-            print_batch_costs(counted, batch_instructions(("C", "D", "P", "Q"), (1, 10)))
+            print_batch_costs(counted, batch_instructions(("C", "D", "M", "P", "Q"), (1, 10)))
             from bench_logs import line_costs
 
             lines = line_costs(["processed", "failed", "raise"])
