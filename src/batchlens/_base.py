@@ -117,11 +117,6 @@ async def _gather_contained(awaitables: list[Awaitable[Any]]) -> list[Any] | _Es
     return results
 
 
-def _unprintable(exc: BaseException | None) -> str:
-    """The placeholder message of an exception whose ``__str__`` raises: it names the class."""
-    return f"<{type(exc).__qualname__}: str() failed>"
-
-
 def _handler_name(handler: Any) -> str:
     return getattr(handler, "__qualname__", None) or getattr(handler, "__name__", None) or repr(handler)
 
@@ -341,8 +336,11 @@ class BasePartialProcessor(ABC):
         try:
             entry = ("fail", f"{exception[0]}:{exception[1]}", record)
         except Exception:
-            # an exception whose __str__ raises fails its record, not the batch (Powertools raises here)
-            entry = ("fail", f"{exception[0]}:{_unprintable(exception[1])}", record)
+            # an exception whose __str__ raises fails its record, not the batch (Powertools raises here); the
+            # placeholder is telemetry's, so the tuple and the spans name it alike (imported only on this path)
+            from batchlens._telemetry._errors import safe_str
+
+            entry = ("fail", f"{exception[0]}:{safe_str(exception[1])}", record)  # type: ignore[arg-type]
         if self.logger is not None and exception[0] is not None and exception[1] is not None and exception[2]:
             self.logger.warning("Record processing exception; skipping this record", exc_info=exception[1])
         # one lock for the pair: worker threads (max_workers > 1) must not interleave them, or the
