@@ -1,0 +1,140 @@
+"""The README's Lambda set-up under awslambdaric: responses, request ids, spans before each freeze, wall time.
+
+``configure(service_name="orders")`` at module level and ``process_partial_response`` in the handler (handlers/app.py),
+run by Lambda's own runtime client against the emulator, which freezes the process group between invocations.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ._collectors import HangingCollector, OtlpReceiver, refusing_endpoint
+from ._emulator import lambda_runtime
+from ._support import (
+    INVOKE_WAIT_S,
+    TARGET_MARGIN_S,
+    batch_spans,
+    failing_ids,
+    json_lines,
+    orders,
+    probes,
+    warm_walls,
+)
+
+DEFAULTS_FIX = (
+    "the README set-up waits for its flush deadline at every invocation when no collector answers "
+    "(2.70 s at a 3 s timeout); the defaults and the dead-exporter cost are being fixed in parallel"
+)
+
+
+@pytest.fixture(scope="module")
+def baseline_s(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """The slowest of 20 warm invocations with ``OTEL_TRACES_EXPORTER=none``."""
+    return max(warm_walls(tmp_path_factory.mktemp("baseline"), {"OTEL_TRACES_EXPORTER": "none"}))
+
+
+def test_traces_none_warm_invocations_take_milliseconds(baseline_s: float) -> None:
+    # the reference every timing target is measured against; 3 ms measured, 1 s is far from any flush deadline
+    assert baseline_s < 1.0
+
+
+@pytest.mark.xfail(strict=False, reason=DEFAULTS_FIX)
+def test_no_collector_costs_no_more_than_traces_none(tmp_path: Path, baseline_s: float) -> None:
+    # nothing listens on the default endpoint (localhost:4318)
+    warm_walls(tmp_path, {}, limit_s=baseline_s + TARGET_MARGIN_S)
+
+
+@pytest.mark.xfail(strict=False, reason=DEFAULTS_FIX)
+def test_refusing_collector_costs_no_more_than_traces_none(tmp_path: Path, baseline_s: float) -> None:
+    warm_walls(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": refusing_endpoint()}, limit_s=baseline_s + TARGET_MARGIN_S)
+
+
+@pytest.mark.xfail(strict=False, reason=DEFAULTS_FIX)
+def test_hanging_collector_costs_no_more_than_traces_none(tmp_path: Path, baseline_s: float) -> None:
+    with HangingCollector() as collector:
+        warm_walls(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}, limit_s=baseline_s + TARGET_MARGIN_S)
+
+
+def test_hanging_collector_never_times_an_invocation_out(tmp_path: Path) -> None:
+    # whatever the defaults become, the flush deadline keeps a stuck exporter inside the invocation's 3 s
+    with HangingCollector() as collector, lambda_runtime(
+        "app.lambda_handler", tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint
+    ) as (api, _process, _):
+        for _ in range(3):
+            event = orders()
+            invocation = api.run(event, INVOKE_WAIT_S, timeout_s=3.0)
+            assert invocation.kind == "response"
+            assert invocation.json() == {"batchItemFailures": [{"itemIdentifier": i} for i in failing_ids(event)]}
+            assert invocation.wall_s < 3.0
+
+
+def test_spans_of_each_invocation_arrive_before_the_freeze(tmp_path: Path) -> None:
+    with OtlpReceiver() as receiver, lambda_runtime(
+        "app.lambda_handler", tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint
+    ) as (api, process, _):
+        request_ids = []
+        for _ in range(3):
+            event = orders(3, failing=1)
+            invocation = api.run(event, INVOKE_WAIT_S)
+            request_ids.append(invocation.request_id)
+            assert invocation.json() == {"batchItemFailures": [{"itemIdentifier": i} for i in failing_ids(event)]}
+            # the runtime is frozen now: what is here was exported inside the invocation
+            spans = receiver.snapshot()
+            assert [s["attributes"].get("faas.invocation_id") for s in batch_spans(spans)] == request_ids
+        time.sleep(0.3)
+        assert len(receiver.snapshot()) == len(spans)  # frozen: nothing trickles in afterwards
+        assert len(spans) == 3 * 4  # a batch span and three record spans per invocation
+        for span in spans:
+            assert span["resource"]["service.name"] == "orders"
+        logs = [line for line in json_lines(process.stdout()) if "event" in line]
+        assert {line["function_request_id"] for line in logs} == set(request_ids)
+        assert [p["request_id"] for p in probes(process.stdout())] == request_ids
+
+
+def test_what_is_not_flushed_stays_undone_while_frozen(tmp_path: Path) -> None:
+    # the emulator's freeze is what makes "flush before returning" observable: with the flush off and a 50 ms
+    # export schedule, the spans of an invocation arrive only once the next invocation thaws the process
+    with OtlpReceiver() as receiver, lambda_runtime(
+        "app.lambda_handler",
+        tmp_path,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        BATCHLENS_FLUSH="never",
+        OTEL_BSP_SCHEDULE_DELAY="50",
+    ) as (api, _process, _):
+        api.run(orders(), INVOKE_WAIT_S)
+        time.sleep(0.5)
+        assert receiver.snapshot() == []
+        api.invoke(orders())
+        assert len(receiver.wait_for(3, 10.0)) >= 3
+
+
+def test_trace_id_header_sets_and_clears_the_xray_variable(tmp_path: Path) -> None:
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    with lambda_runtime("app.lambda_handler", tmp_path, OTEL_TRACES_EXPORTER="none") as (api, process, _):
+        api.run(orders(), INVOKE_WAIT_S, trace_id=header)
+        api.run(orders(), INVOKE_WAIT_S)
+        seen = [p["trace_env"] for p in probes(process.stdout())]
+    assert seen == [header, None]
+
+
+def test_client_context_w3c_reaches_the_lambda_context(tmp_path: Path) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with lambda_runtime("app.lambda_handler", tmp_path, OTEL_TRACES_EXPORTER="none") as (api, process, _):
+        api.run(orders(), INVOKE_WAIT_S, client_context={"w3c": {"traceparent": traceparent}, "custom": {}})
+        (probe,) = probes(process.stdout())
+    assert probe["w3c"] == {"traceparent": traceparent}
+
+
+@pytest.mark.xfail(strict=False, reason="batchlens joining the client context's w3c trace is being built in parallel")
+def test_batch_span_joins_the_client_context_traceparent(tmp_path: Path) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    with OtlpReceiver() as receiver, lambda_runtime(
+        "app.lambda_handler", tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint
+    ) as (api, _process, _):
+        api.run(orders(), INVOKE_WAIT_S, client_context={"w3c": {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}})
+        (batch,) = batch_spans(receiver.wait_for(3, 5.0))
+    assert batch["trace_id"] == trace_id
+    assert batch["parent_span_id"] == "b7ad6b7169203331"
