@@ -307,6 +307,11 @@ def configure(
     if set_global:
         is_global = _install_globals(tracer_provider, meter_provider)
 
+    # under a Lambda runtime client: flush both providers within a bounded time when the worker gets SIGTERM
+    from batchlens._telemetry._lifecycle import install_sigterm_flush
+
+    install_sigterm_flush(tracer_provider, meter_provider)
+
     if log_format != "none":
         from batchlens._telemetry._structlog_setup import configure_structlog
 

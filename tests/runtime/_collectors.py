@@ -171,8 +171,8 @@ class XrayDaemon:
         """(``T1S`` or ``T1U``, spans) of each OTLP datagram; segment-JSON datagrams are skipped."""
         out = []
         for data in list(self.datagrams):
-            header, _, payload = data.partition(b"\n")
-            if not payload[:3] in (b"T1S", b"T1U"):
+            _header, _, payload = data.partition(b"\n")
+            if payload[:3] not in (b"T1S", b"T1U"):
                 continue
             request = ExportTraceServiceRequest()
             request.ParseFromString(base64.b64decode(payload[3:]))

@@ -45,7 +45,8 @@ class Invocation:
         request_id: ``Lambda-Runtime-Aws-Request-Id``.
         kind: ``"response"`` or ``"error"`` once the runtime posted; None before.
         body: The posted bytes.
-        error_type: ``Lambda-Runtime-Function-Error-Type`` of an error post.
+        error_type: ``Lambda-Runtime-Function-Error-Type`` of an error post (awslambdaric 4.2.2 sends none; the
+            type is in the body's ``errorType``).
         handed_at / done_at: ``time.monotonic()`` when the event was handed out and the result posted.
         worker_pid: Not known to the API (the runtime does not say); filled by tests from logs when needed.
     """
@@ -60,6 +61,7 @@ class Invocation:
         self.kind: str | None = None
         self.body = b""
         self.error_type: str | None = None
+        self.xray_cause: str | None = None  # Lambda-Runtime-Function-XRay-Error-Cause of an error post
         self.handed_at = 0.0
         self.done_at = 0.0
         self.done = threading.Event()
@@ -158,6 +160,7 @@ class RuntimeApi:
                     return
                 invocation.done_at = time.monotonic()
                 invocation.kind, invocation.body, invocation.error_type = kind, body, error_type
+                invocation.xray_cause = self.headers.get("Lambda-Runtime-Function-XRay-Error-Cause")
                 self._reply(202, b'{"status":"OK"}')
                 invocation.done.set()
 

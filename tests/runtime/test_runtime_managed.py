@@ -1,0 +1,65 @@
+"""Lambda Managed Instances under awslambdaric: 4 forked workers, the log socket, no freeze, SIGTERM at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._managed import INVOCATIONS, SPANS_PER_INVOCATION, WORKERS, run_managed
+from ._support import batch_spans, failing_ids, json_lines, probes
+
+
+def test_four_workers_answer_every_request_with_its_own_results(tmp_path: Path) -> None:
+    run = run_managed(tmp_path, {})
+    # responses: each names the failing record of its own event
+    for invocation, event in zip(run.invocations, run.events, strict=True):
+        assert invocation.kind == "response", invocation.body
+        assert invocation.json() == {"batchItemFailures": [{"itemIdentifier": i} for i in failing_ids(event)]}
+    # every worker took requests; each request ran in exactly one worker
+    seen = probes(run.logs)
+    assert sorted(p["request_id"] for p in seen) == sorted(i.request_id for i in run.invocations)
+    assert len({p["pid"] for p in seen}) == WORKERS
+    # spans: one batch span per request id, each record span in the trace of the batch holding its message
+    assert len(run.spans) == INVOCATIONS * SPANS_PER_INVOCATION
+    batches = {s["attributes"]["faas.invocation_id"]: s for s in batch_spans(run.spans)}
+    assert sorted(batches) == sorted(i.request_id for i in run.invocations)
+    trace_of_message = {
+        record["messageId"]: batches[invocation.request_id]["trace_id"]
+        for invocation, event in zip(run.invocations, run.events, strict=True)
+        for record in event["Records"]
+    }
+    records = [s for s in run.spans if "messaging.message.id" in s["attributes"] and s not in batches.values()]
+    assert len(records) == INVOCATIONS * (SPANS_PER_INVOCATION - 1)
+    for span in records:
+        assert span["trace_id"] == trace_of_message[span["attributes"]["messaging.message.id"]]
+    # logs: every record line carries the request id of the event that held the record
+    request_of_message = {
+        record["messageId"]: invocation.request_id
+        for invocation, event in zip(run.invocations, run.events, strict=True)
+        for record in event["Records"]
+    }
+    lines = [line for line in json_lines(run.logs) if "record_id" in line]
+    assert len(lines) == len(request_of_message)
+    for line in lines:
+        assert line["function_request_id"] == request_of_message[line["record_id"]]
+
+
+def test_spans_queued_at_sigterm_are_flushed_before_the_worker_ends(tmp_path: Path) -> None:
+    # background export (no blocking flush) and SIGTERM right after the last response: the default 5 s export
+    # schedule has not run, so only the SIGTERM flush can deliver these spans
+    run = run_managed(tmp_path, {"BATCHLENS_FLUSH": "never"}, sigterm=True)
+    expected = INVOCATIONS * SPANS_PER_INVOCATION
+    assert run.spans_before_sigterm < expected
+    assert run.spans_after_sigterm == expected
+
+
+def test_without_the_sigterm_flush_queued_spans_are_lost(tmp_path: Path) -> None:
+    # the figure the SIGTERM flush is measured against (and proof the test above can fail)
+    run = run_managed(tmp_path, {"BATCHLENS_FLUSH": "never", "BATCHLENS_SIGTERM_FLUSH": "false"}, sigterm=True)
+    assert run.spans_after_sigterm < INVOCATIONS * SPANS_PER_INVOCATION
+
+
+def test_managed_instances_default_exports_in_the_background_and_loses_nothing_at_sigterm(tmp_path: Path) -> None:
+    run = run_managed(tmp_path, {}, sigterm=True)
+    assert run.spans_after_sigterm == INVOCATIONS * SPANS_PER_INVOCATION
+    assert all(json.loads(i.body)["batchItemFailures"] for i in run.invocations)
