@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from batchlens._sources import CURRENT_EVENT, EventType, source_for
 from batchlens._telemetry._flush import DEFAULT_FLUSH_MS, flush_budget_ms
+from batchlens._telemetry._lifecycle import background_export
 from batchlens.warnings import BatchlensDeprecationWarning
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ def _records(event: Any, processor: Any) -> list[Any]:
 def _flush(processor: Any, context: Any) -> None:
     """Flush the processor's telemetry within one deadline: min(remaining time - 300 ms, 5 s).
 
+    With ``flush="auto"`` in a Managed Instances worker (``AWS_LAMBDA_MAX_CONCURRENCY`` set) nothing is flushed
+    here: the environment is not frozen between requests, so the exporters' background threads deliver, and the
+    SIGTERM flush (``_telemetry._lifecycle``) covers shutdown.
+
     The processor's ``flush_telemetry`` hands the budget to its ``ObserverChain``, which flushes every provider
     and Sentry at once on daemon threads and returns at the deadline whatever the exporters do.
     """
@@ -46,8 +51,8 @@ def _flush(processor: Any, context: Any) -> None:
     flush = getattr(processor, "flush_telemetry", None)
     if telemetry is None or flush is None or telemetry.flush == "never":
         return
-    if telemetry.flush == "auto" and context is None:
-        return
+    if telemetry.flush == "auto" and (context is None or background_export()):
+        return  # Managed Instances are not frozen: the span processor exports in the background (SIGTERM flushes)
     flush(flush_budget_ms(context, DEFAULT_FLUSH_MS))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._collectors import OtlpReceiver
+from ._collectors import HangingCollector, OtlpReceiver
 from ._emulator import Invocation, lambda_runtime
 from ._support import INVOKE_WAIT_S, orders
 
@@ -44,6 +44,7 @@ def run_managed(
     invocations: int = INVOCATIONS,
     sigterm: bool = False,
     grace_s: float = SIGTERM_GRACE_S,
+    expect_spans: bool = True,
 ) -> ManagedRun:
     """Start 4 workers, hand them ``invocations`` events at once, optionally SIGTERM them after the last response.
 
@@ -55,9 +56,7 @@ def run_managed(
         tmp,
         freeze=False,
         log_socket=True,
-        AWS_LAMBDA_MAX_CONCURRENCY=str(WORKERS),
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
-        **env,
+        **{"AWS_LAMBDA_MAX_CONCURRENCY": str(WORKERS), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **env},
     ) as (api, process, sock):
         assert sock is not None
         deadline = time.monotonic() + INVOKE_WAIT_S
@@ -75,7 +74,7 @@ def run_managed(
             time.sleep(grace_s)
             run.spans_after_sigterm = len(receiver.snapshot())
             process.signal_group(signal.SIGKILL)
-        else:
+        elif expect_spans:
             receiver.wait_for(invocations * SPANS_PER_INVOCATION, 15.0)
         run.spans = receiver.snapshot()
         time.sleep(0.2)  # the last log lines through the socket
@@ -83,32 +82,41 @@ def run_managed(
         return run
 
 
-def _summary(label: str, run: ManagedRun) -> str:
-    ms = sorted(run.walls_ms)
-    p95 = ms[max(0, round(0.95 * len(ms)) - 1)]
-    text = f"{label:<44} median={statistics.median(ms):7.1f} ms p95={p95:7.1f} ms max={ms[-1]:7.1f} ms"
-    expected = len(run.invocations) * SPANS_PER_INVOCATION
-    if run.spans_before_sigterm or run.spans_after_sigterm:
-        text += (
-            f"  spans: {run.spans_before_sigterm}/{expected} at SIGTERM, {run.spans_after_sigterm}/{expected} "
-            f"after it (lost {expected - run.spans_after_sigterm})"
-        )
-    else:
-        text += f"  spans: {len(run.spans)}/{expected}"
-    return text
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, round(share * len(ordered)) - 1)]
 
 
 def report(repeat: int = 3) -> None:
-    """Print the Managed Instances figures (latency per request, spans lost at SIGTERM) ``repeat`` times."""
-    cases = [
+    """Print the Managed Instances figures, pooled over ``repeat`` runs of each case (cases interleaved)."""
+    cases: list[tuple[str, dict[str, str], bool]] = [
         ("blocking flush (BATCHLENS_FLUSH=always)", {"BATCHLENS_FLUSH": "always"}, False),
         ("background export (BATCHLENS_FLUSH=never)", {"BATCHLENS_FLUSH": "never"}, False),
+        ("default flush=auto", {}, False),
         ("blocking flush, SIGTERM", {"BATCHLENS_FLUSH": "always", "BATCHLENS_SIGTERM_FLUSH": "false"}, True),
         ("background, SIGTERM, no SIGTERM flush", {"BATCHLENS_FLUSH": "never", "BATCHLENS_SIGTERM_FLUSH": "false"}, True),
         ("background, SIGTERM, SIGTERM flush", {"BATCHLENS_FLUSH": "never"}, True),
-        ("default (auto), SIGTERM", {}, True),
+        ("default flush=auto, SIGTERM", {}, True),
     ]
+    walls: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+    lost: dict[str, list[int]] = {label: [] for label, _, _ in cases}
     for _ in range(repeat):
         for label, env, sigterm in cases:
             with tempfile.TemporaryDirectory() as tmp:
-                print(_summary(label, run_managed(Path(tmp), env, sigterm=sigterm)), flush=True)
+                run = run_managed(Path(tmp), env, sigterm=sigterm)
+            walls[label].extend(run.walls_ms)
+            expected = len(run.invocations) * SPANS_PER_INVOCATION
+            lost[label].append(expected - (run.spans_after_sigterm if sigterm else len(run.spans)))
+    for label, _, _ in cases:
+        ms = walls[label]
+        print(
+            f"{label:<42} n={len(ms)} median={statistics.median(ms):6.1f} ms p95={_percentile(ms, 0.95):6.1f} ms "
+            f"max={max(ms):6.1f} ms  spans lost per run (of {INVOCATIONS * SPANS_PER_INVOCATION}): {lost[label]}",
+            flush=True,
+        )
+    # a collector that accepts and never answers: what the blocking flush costs each request
+    for label, env in (("hanging collector, blocking flush", {"BATCHLENS_FLUSH": "always"}), ("hanging collector, default", {})):
+        with HangingCollector() as collector, tempfile.TemporaryDirectory() as tmp:
+            run = run_managed(Path(tmp), {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}, expect_spans=False)
+        ms = run.walls_ms
+        print(f"{label:<42} n={len(ms)} median={statistics.median(ms):6.1f} ms max={max(ms):6.1f} ms", flush=True)

@@ -34,6 +34,7 @@ __all__ = [
     "MANAGED_INSTANCES_ENV",
     "SIGTERM_FLUSH_ENV",
     "SIGTERM_FLUSH_MS",
+    "background_export",
     "install_sigterm_flush",
     "managed_instances",
 ]
@@ -56,6 +57,32 @@ def managed_instances(env: Mapping[str, str] | None = None) -> bool:
     """Whether this process is a Lambda Managed Instances worker (``AWS_LAMBDA_MAX_CONCURRENCY`` set)."""
     value = (os.environ if env is None else env).get(MANAGED_INSTANCES_ENV, "")
     return bool(value.strip())
+
+
+_globals_registered_pid: int | None = None
+
+
+def background_export() -> bool:
+    """Whether ``flush="auto"`` leaves export to the background: in Managed Instances workers, yes.
+
+    The first time it says yes in a process it also registers the global OpenTelemetry providers (when they are
+    SDK providers) for the SIGTERM flush, so applications that build their own SDK pipelines lose nothing at
+    shutdown either. Called after each batch with a Lambda context; one environment lookup when not in Managed
+    Instances.
+    """
+    global _globals_registered_pid
+    if not managed_instances():
+        return False
+    if _globals_registered_pid != os.getpid():
+        _globals_registered_pid = os.getpid()
+        try:
+            from opentelemetry import metrics, trace
+
+            providers = [trace.get_tracer_provider(), metrics.get_meter_provider()]
+            install_sigterm_flush(*(p for p in providers if callable(getattr(p, "force_flush", None))))
+        except Exception:  # never let the shutdown hook cost a batch
+            _log.warning("batchlens: installing the SIGTERM flush failed", exc_info=True)
+    return True
 
 
 def install_sigterm_flush(*providers: Any, env: Mapping[str, str] | None = None) -> bool:
@@ -99,8 +126,7 @@ def install_sigterm_flush(*providers: Any, env: Mapping[str, str] | None = None)
 def _flush_providers(budget_ms: int) -> list[str]:
     from batchlens._telemetry._flush import FlushTask, flush_within
 
-    with _lock:
-        providers = list(_providers)
+    providers = list(_providers)  # no lock: the signal may have interrupted its holder on this very thread
 
     def flushing(provider: Any) -> Any:
         return lambda timeout: provider.force_flush(timeout)
@@ -109,11 +135,27 @@ def _flush_providers(budget_ms: int) -> list[str]:
     return flush_within(tasks, budget_ms) if tasks else []
 
 
+def _flush_in_thread(budget_ms: int) -> None:
+    """Flush on a thread of its own and wait for it at most ``budget_ms`` (plus a little for the hand-over).
+
+    The handler runs on the main thread between two bytecodes of whatever it interrupted, possibly while that
+    code holds a lock the flush needs (the flush workers' own); waiting for another thread keeps that case
+    bounded too: the flush is abandoned and the signal handed on.
+    """
+
+    def flush() -> None:
+        try:
+            _flush_providers(budget_ms)
+        except Exception:  # the signal must still be handed on
+            _log.warning("batchlens: flushing at SIGTERM failed", exc_info=True)
+
+    thread = threading.Thread(target=flush, name="BatchlensSigtermFlush", daemon=True)
+    thread.start()
+    thread.join(budget_ms / 1000 + 0.05)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    try:
-        _flush_providers(SIGTERM_FLUSH_MS)
-    except Exception:  # the signal must still be handed on
-        _log.warning("batchlens: flushing at SIGTERM failed", exc_info=True)
+    _flush_in_thread(SIGTERM_FLUSH_MS)
     previous = _previous
     if callable(previous):
         previous(signum, frame)
@@ -126,7 +168,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def _reset_for_tests() -> None:
     """Forget providers and restore the previous handler (tests only)."""
-    global _installed_pid, _previous
+    global _installed_pid, _previous, _globals_registered_pid
+    _globals_registered_pid = None
     with _lock:
         if _installed_pid == os.getpid() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
             signal.signal(signal.SIGTERM, _previous if _previous is not None else signal.SIG_DFL)
