@@ -12,7 +12,7 @@ from typing import Any
 
 from ._collectors import HangingCollector, OtlpReceiver
 from ._emulator import Invocation, lambda_runtime
-from ._support import INVOKE_WAIT_S, orders
+from ._support import INVOKE_WAIT_S, orders, probes
 
 WORKERS = 4
 INVOCATIONS = 40
@@ -20,6 +20,15 @@ RECORDS = 10
 SPANS_PER_INVOCATION = RECORDS + 1  # a batch span and one span per record
 SIGTERM_GRACE_S = 2.0
 """How long the tests give workers between SIGTERM and SIGKILL (Lambda's grace for a runtime is 0.5 to 2 s)."""
+
+
+def ended(pid: int) -> bool:
+    """Whether ``pid`` has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return "\nState:\tZ" in status
 
 
 @dataclass
@@ -73,6 +82,9 @@ def run_managed(
             process.signal_group(signal.SIGTERM)
             time.sleep(grace_s)
             run.spans_after_sigterm = len(receiver.snapshot())
+            pids = {p["pid"] for p in probes(sock.text())}
+            run.extra["workers"] = pids
+            run.extra["alive_after_grace"] = {pid for pid in pids if not ended(pid)}
             process.signal_group(signal.SIGKILL)
         elif expect_spans:
             receiver.wait_for(invocations * SPANS_PER_INVOCATION, 15.0)

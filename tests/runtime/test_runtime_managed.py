@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ._collectors import HangingCollector
 from ._managed import INVOCATIONS, SPANS_PER_INVOCATION, WORKERS, run_managed
 from ._support import batch_spans, failing_ids, json_lines, probes
 
@@ -63,3 +64,18 @@ def test_managed_instances_default_exports_in_the_background_and_loses_nothing_a
     run = run_managed(tmp_path, {}, sigterm=True)
     assert run.spans_after_sigterm == INVOCATIONS * SPANS_PER_INVOCATION
     assert all(json.loads(i.body)["batchItemFailures"] for i in run.invocations)
+
+
+def test_workers_still_end_on_sigterm_after_flushing(tmp_path: Path) -> None:
+    # checked before the harness's SIGKILL: the SIGTERM handler hands the signal on to the default action
+    run = run_managed(tmp_path, {}, invocations=8, sigterm=True, grace_s=1.5)
+    assert len(run.extra["workers"]) == WORKERS
+    assert run.extra["alive_after_grace"] == set()
+
+
+def test_a_hanging_collector_adds_no_latency_to_managed_instances_requests(tmp_path: Path) -> None:
+    # the blocking flush would hold every request for its deadline (2.70 s measured); the default does not wait
+    with HangingCollector() as collector:
+        run = run_managed(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}, expect_spans=False)
+    assert all(i.kind == "response" for i in run.invocations)
+    assert max(run.walls_ms) < 1000
