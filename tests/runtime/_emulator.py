@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import batchlens
+
 HANDLERS_DIR = Path(__file__).parent / "handlers"
 FUNCTION_NAME = "orders-fn"
 REGION = "us-east-1"
@@ -320,7 +322,8 @@ def lambda_env(api: RuntimeApi, handler: str, **extra: str) -> dict[str, str]:
             "LAMBDA_TASK_ROOT": str(HANDLERS_DIR),
             "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
             "_HANDLER": handler,
-            "PYTHONPATH": str(HANDLERS_DIR),
+            # the handlers, then the batchlens the tests import (a checkout's src/ wins over an installed copy)
+            "PYTHONPATH": os.pathsep.join([str(HANDLERS_DIR), str(Path(batchlens.__file__).resolve().parents[1])]),
             "PYTHONDONTWRITEBYTECODE": "1",
             "TZ": ":UTC",
         }
