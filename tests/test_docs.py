@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,21 @@ def test_readme_test_command_is_the_one_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert "pip install -e '.[test]' && python -m pytest -q\n" in readme
     assert "python -m pytest -q" in ci
+
+
+def _python_block_after(page: Path, heading: str) -> str:
+    text = page.read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", text[text.index(heading) :], re.DOTALL)
+    assert block is not None, f"no python block after {heading!r}"
+    return block.group(1)
+
+
+def test_readme_minimal_lambda_function_reports_only_the_failed_record() -> None:
+    """The README's minimal function runs as written: a body that is not JSON is the only failure reported."""
+    from batchlens.testing import lambda_context, sqs_event
+
+    namespace: dict[str, Any] = {}
+    exec(_python_block_after(ROOT / "README.md", "## A minimal Lambda function"), namespace)
+    event = sqs_event([{"order_id": 1}, "not json", {"order_id": 2}], seed=3)
+    response = namespace["lambda_handler"](event, lambda_context())
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
