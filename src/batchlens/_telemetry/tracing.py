@@ -3,7 +3,7 @@
 Uses the OpenTelemetry API only; the application (or ``batchlens.telemetry.configure``) chooses the SDK. With no
 SDK installed the observer notices at batch start and does nothing per record.
 
-Span layout (the names are a contract, see the README's telemetry reference)::
+Span layout (the names are a contract, see docs/telemetry.md)::
 
     process {destination}   batch span: messaging.batch.message_count, links to every producer
     └── process {destination}   record span: messaging.message.id, ...; current while the handler runs
