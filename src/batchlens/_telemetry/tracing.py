@@ -268,11 +268,11 @@ class TracingObserver:
         if not current.get_span_context().is_valid:
             if self._telemetry.xray_parent:
                 parent = invocation_parent()
-            if parent is None and lambda_context is not None:
-                parent = caller_parent(lambda_context)  # the direct caller's W3C trace, context.w3c()
         elif _adoptable(current):
             self._adopt(batch, state, current, attributes)
             return
+        if parent is None and lambda_context is not None and not current.get_span_context().is_valid:
+            parent = caller_parent(lambda_context)  # the direct caller's W3C trace, context.w3c()
         span_name = name or f"process {source.messaging_system}"
         span = tracer.start_span(
             span_name, context=parent, kind=_CONSUMER, attributes=attributes, links=state.batch_links
