@@ -129,7 +129,6 @@ def test_client_context_w3c_reaches_the_lambda_context(tmp_path: Path) -> None:
     assert probe["w3c"] == {"traceparent": traceparent}
 
 
-@pytest.mark.xfail(strict=False, reason="batchlens joining the client context's w3c trace is built in parallel (passes with branch w3c)")
 def test_batch_span_joins_the_client_context_traceparent(tmp_path: Path) -> None:
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     with OtlpReceiver() as receiver, lambda_runtime(
