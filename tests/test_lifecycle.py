@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
+from _configure_support import handles_fixture as handles_fixture
 from _processor_support import FakeContext
 from batchlens import BatchProcessor, EventType, Telemetry, process_partial_response
 from batchlens._telemetry import _lifecycle
@@ -211,3 +212,43 @@ def test_background_export_registers_the_global_sdk_providers_once(monkeypatch: 
     assert _lifecycle.background_export() is True
     # the SDK tracer provider; the API's default meter provider has no force_flush and is left out
     assert registered == [(sdk_provider,)]
+
+
+def _configure(handles: list[Any], monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    from batchlens.telemetry import configure
+
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_METRIC_EXPORT_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    handle = configure(service_name="orders", traces="none", metrics="emf", logs="none", set_global=False)
+    handles.append(handle)
+    return handle
+
+
+def test_configure_in_a_lambda_runtime_flushes_its_providers_at_sigterm(
+    handles: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = _configure(handles, monkeypatch, AWS_LAMBDA_RUNTIME_API="127.0.0.1:9001")
+    assert signal.getsignal(signal.SIGTERM) is _lifecycle._on_sigterm
+    assert _lifecycle._providers == [handle.tracer_provider, handle.meter_provider]
+
+
+def test_configure_outside_lambda_leaves_sigterm_alone(handles: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    _configure(handles, monkeypatch)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_emf_in_managed_instances_writes_on_an_interval_instead_of_per_flush(
+    handles: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    from batchlens._telemetry.emf import FlushMetricReader
+
+    standard = _configure(handles, monkeypatch, AWS_LAMBDA_FUNCTION_NAME="fn")
+    assert [type(r) for r in standard.metric_readers] == [FlushMetricReader]
+    managed = _configure(handles, monkeypatch, AWS_LAMBDA_FUNCTION_NAME="fn", AWS_LAMBDA_MAX_CONCURRENCY="4")
+    (reader,) = managed.metric_readers
+    assert type(reader) is PeriodicExportingMetricReader
+    assert reader._export_interval_millis == 60_000  # OTEL_METRIC_EXPORT_INTERVAL's default

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._collectors import HangingCollector, OtlpReceiver
 from ._emulator import Invocation, lambda_runtime
-from ._support import INVOKE_WAIT_S, orders, probes
+from ._support import INVOKE_WAIT_S, json_lines, orders, probes
 
 WORKERS = 4
 INVOCATIONS = 40
@@ -29,6 +29,16 @@ def ended(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return "\nState:\tZ" in status
+
+
+def consumed(logs: str) -> float:
+    """The records counted by the EMF documents in ``logs`` (``messaging.client.consumed.messages``)."""
+    total = 0.0
+    for line in json_lines(logs):
+        if "_aws" in line:
+            value = line.get("messaging.client.consumed.messages", 0)
+            total += value["Sum"] if isinstance(value, dict) else value
+    return total
 
 
 @dataclass
@@ -79,6 +89,7 @@ def run_managed(
         run = ManagedRun(pending, events, [], "")
         if sigterm:
             run.spans_before_sigterm = len(receiver.snapshot())
+            run.extra["consumed_at_sigterm"] = consumed(sock.text())
             process.signal_group(signal.SIGTERM)
             time.sleep(grace_s)
             run.spans_after_sigterm = len(receiver.snapshot())

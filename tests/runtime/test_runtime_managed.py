@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ._collectors import HangingCollector
-from ._managed import INVOCATIONS, SPANS_PER_INVOCATION, WORKERS, run_managed
+from ._managed import INVOCATIONS, RECORDS, SPANS_PER_INVOCATION, WORKERS, consumed, run_managed
 from ._support import batch_spans, failing_ids, json_lines, probes
 
 
@@ -62,8 +62,11 @@ def test_without_the_sigterm_flush_queued_spans_are_lost(tmp_path: Path) -> None
 
 def test_managed_instances_default_exports_in_the_background_and_loses_nothing_at_sigterm(tmp_path: Path) -> None:
     run = run_managed(tmp_path, {}, sigterm=True)
-    assert run.spans_after_sigterm == INVOCATIONS * SPANS_PER_INVOCATION
     assert all(json.loads(i.body)["batchItemFailures"] for i in run.invocations)
+    assert run.spans_after_sigterm == INVOCATIONS * SPANS_PER_INVOCATION
+    # EMF: no document per request (the 60 s interval has not come), the SIGTERM flush writes one per worker
+    assert run.extra["consumed_at_sigterm"] == 0
+    assert consumed(run.logs) == INVOCATIONS * RECORDS
 
 
 def test_workers_still_end_on_sigterm_after_flushing(tmp_path: Path) -> None:

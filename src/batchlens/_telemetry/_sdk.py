@@ -76,10 +76,14 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
     if name == "console":
         return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
     if name == "emf":
+        from batchlens._telemetry._lifecycle import managed_instances
         from batchlens._telemetry.emf import EmfMetricExporter, FlushMetricReader
 
         # No thread: documents are written at each flush (force_flush before the sandbox freezes,
-        # handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
+        # handle.flush(), shutdown), so each invocation's metrics leave with the invocation. Managed Instances are
+        # never frozen and not flushed per request: a document per OTEL_METRIC_EXPORT_INTERVAL (60 s), and SIGTERM.
+        if managed_instances():
+            return PeriodicExportingMetricReader(EmfMetricExporter())
         return FlushMetricReader(EmfMetricExporter())
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
     return PeriodicExportingMetricReader(cls(**_otlp_http_options(cls, "METRICS", protocol)))
