@@ -252,3 +252,27 @@ def test_emf_in_managed_instances_writes_on_an_interval_instead_of_per_flush(
     (reader,) = managed.metric_readers
     assert type(reader) is PeriodicExportingMetricReader
     assert reader._export_interval_millis == 60_000  # OTEL_METRIC_EXPORT_INTERVAL's default
+
+
+class FakeSentryClient:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.flushes: list[float] = []
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.flushes.append(timeout or 0.0)
+
+
+@pytest.mark.parametrize("active", [True, False])
+def test_the_sigterm_flush_flushes_an_initialised_sentry(monkeypatch: pytest.MonkeyPatch, active: bool) -> None:
+    import types
+
+    client = FakeSentryClient(active)
+    fake = types.ModuleType("sentry_sdk")
+    fake.get_client = lambda: client  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sentry_sdk", fake)
+    assert _lifecycle._flush_providers(500) == []
+    assert client.flushes == ([0.5] if active else [])

@@ -4,15 +4,15 @@
 concurrent request and the environment is never frozen between requests, so the span processor's background
 thread keeps exporting after the handler returns. Measured under awslambdaric 4.2.2 (docs/deployment.md, "Managed
 Instances"), the blocking per-invocation flush only adds latency there; with ``flush="auto"`` batchlens leaves
-export to the background and flushes at SIGTERM instead. ``flush="always"`` (``BATCHLENS_FLUSH=always``) keeps the
-blocking flush.
+export to the background (``configure()``'s EMF metrics: one document per ``OTEL_METRIC_EXPORT_INTERVAL``) and
+flushes at SIGTERM instead. ``flush="always"`` (``BATCHLENS_FLUSH=always``) keeps the blocking flush.
 
 **SIGTERM**: when the environment shuts a worker down it sends SIGTERM, then SIGKILL after a grace period; what the
 span processor still queues is lost unless it is flushed in between. :func:`install_sigterm_flush` installs (once
 per process, only under a Lambda runtime client: ``AWS_LAMBDA_RUNTIME_API`` set, and only from the main thread)
-a handler that flushes the registered providers within :data:`SIGTERM_FLUSH_MS`, then hands the signal to the
-handler that was there before (the default one terminates the process as SIGTERM always did).
-``BATCHLENS_SIGTERM_FLUSH=false`` leaves SIGTERM alone.
+a handler that flushes the registered providers (and Sentry, when the application initialised it) within
+:data:`SIGTERM_FLUSH_MS`, then hands the signal to the handler that was there before; the default one terminates
+the process as SIGTERM always did. ``BATCHLENS_SIGTERM_FLUSH=false`` leaves SIGTERM alone.
 
 The handler runs when the main thread is in Python code: awslambdaric waits for the next event on a thread from
 Python 3.12 (``AWS_EXECUTION_ENV``) on, which Managed Instances require (3.13+), so the main thread is interruptible
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -132,7 +133,22 @@ def _flush_providers(budget_ms: int) -> list[str]:
         return lambda timeout: provider.force_flush(timeout)
 
     tasks = [FlushTask(type(p).__name__, p, flushing(p)) for p in providers]
+    client = _sentry_client()
+    if client is not None:
+        tasks.append(FlushTask("sentry", client, lambda timeout: client.flush(timeout=timeout / 1000)))
     return flush_within(tasks, budget_ms) if tasks else []
+
+
+def _sentry_client() -> Any:
+    """Sentry's active client when the application imported and initialised sentry_sdk, else None."""
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    if sentry_sdk is None:
+        return None
+    try:
+        client = sentry_sdk.get_client()
+        return client if client.is_active() else None
+    except Exception:
+        return None
 
 
 def _flush_in_thread(budget_ms: int) -> None:
