@@ -6,6 +6,7 @@ run by Lambda's own runtime client against the emulator, which freezes the proce
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -138,3 +139,12 @@ def test_batch_span_joins_the_client_context_traceparent(tmp_path: Path) -> None
         (batch,) = batch_spans(receiver.wait_for(3, 5.0))
     assert batch["trace_id"] == trace_id
     assert batch["parent_span_id"] == "b7ad6b7169203331"
+
+
+def test_a_configuration_error_at_import_is_an_init_error(tmp_path: Path) -> None:
+    with lambda_runtime("broken_app.lambda_handler", tmp_path) as (api, process, _):
+        assert process.proc.wait(INVOKE_WAIT_S) == 1
+        ((error_type, body),) = api.init_errors
+    error = json.loads(body)
+    assert error_type == error["errorType"] == "ValueError"
+    assert error["errorMessage"].startswith("traces='bogus': unknown exporter 'bogus'")
