@@ -116,6 +116,7 @@ class RuntimeApi:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._frozen = False
+        self.frozen = threading.Event()  # set while the runtime's process group is stopped
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -237,6 +238,7 @@ class RuntimeApi:
                 try:
                     os.killpg(self.pgid, signal.SIGSTOP)
                     self._frozen = True
+                    self.frozen.set()
                 except ProcessLookupError:
                     pass
 
@@ -244,6 +246,7 @@ class RuntimeApi:
         with self._lock:
             if self.pgid is not None and self._frozen:
                 self._frozen = False
+                self.frozen.clear()
                 try:
                     os.killpg(self.pgid, signal.SIGCONT)
                 except ProcessLookupError:

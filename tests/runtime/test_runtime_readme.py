@@ -97,20 +97,28 @@ def test_spans_of_each_invocation_arrive_before_the_freeze(tmp_path: Path) -> No
 
 
 def test_what_is_not_flushed_stays_undone_while_frozen(tmp_path: Path) -> None:
-    # the emulator's freeze is what makes "flush before returning" observable: with the flush off and a 50 ms
-    # export schedule, the spans of an invocation arrive only once the next invocation thaws the process
+    # the emulator's freeze is what makes "flush before returning" observable: with the flush off and a 200 ms
+    # export schedule, nothing arrives while the runtime waits frozen for its next event (a thawed process would
+    # export within 200 ms), and what was left queued arrives once a later invocation thaws it
     with OtlpReceiver() as receiver, lambda_runtime(
         "app.lambda_handler",
         tmp_path,
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         BATCHLENS_FLUSH="never",
-        OTEL_BSP_SCHEDULE_DELAY="50",
+        OTEL_BSP_SCHEDULE_DELAY="200",
     ) as (api, _process, _):
-        api.run(orders(), INVOKE_WAIT_S)
-        time.sleep(0.5)
-        assert receiver.snapshot() == []
-        api.invoke(orders())
-        assert len(receiver.wait_for(3, 10.0)) >= 3
+        pending_at_freeze = []
+        for index in range(3):
+            api.run(orders(), INVOKE_WAIT_S)
+            assert api.frozen.wait(5.0)
+            time.sleep(0.05)  # an export sent just before the freeze is received
+            at_freeze = len(receiver.snapshot())
+            time.sleep(0.6)
+            assert len(receiver.snapshot()) == at_freeze
+            pending_at_freeze.append(3 * (index + 1) - at_freeze)
+        assert max(pending_at_freeze) > 0  # some spans were still queued when the process froze
+        api.invoke(orders())  # thawed while it runs: the three earlier invocations' spans leave
+        assert len(receiver.wait_for(3 * 3, 10.0)) >= 3 * 3
 
 
 def test_trace_id_header_sets_and_clears_the_xray_variable(tmp_path: Path) -> None:

@@ -44,8 +44,9 @@ MANAGED_INSTANCES_ENV = "AWS_LAMBDA_MAX_CONCURRENCY"
 """Set by Lambda Managed Instances: the number of worker processes the runtime client forks."""
 SIGTERM_FLUSH_ENV = "BATCHLENS_SIGTERM_FLUSH"
 """``false`` keeps batchlens from installing its SIGTERM handler."""
-SIGTERM_FLUSH_MS = 500
-"""The longest the SIGTERM handler flushes before handing the signal on (Lambda's shortest shutdown grace)."""
+SIGTERM_FLUSH_MS = 250
+"""The longest the SIGTERM handler flushes before handing the signal on: inside the 300 ms Lambda reserves for the
+runtime's graceful shutdown (500 ms with an internal extension) before it sends SIGKILL."""
 
 _log = logging.getLogger("batchlens")
 _lock = threading.Lock()
