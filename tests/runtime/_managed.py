@@ -64,6 +64,7 @@ def run_managed(
     sigterm: bool = False,
     grace_s: float = SIGTERM_GRACE_S,
     expect_spans: bool = True,
+    sequential: bool = False,
 ) -> ManagedRun:
     """Start 4 workers, hand them ``invocations`` events at once, optionally SIGTERM them after the last response.
 
@@ -83,7 +84,10 @@ def run_managed(
             time.sleep(0.02)
         assert api.next_calls >= WORKERS, f"only {api.next_calls} of {WORKERS} workers asked for an event"
         events = [orders(RECORDS, failing=1, tag=f"inv{i}") for i in range(invocations)]
-        pending = [api.invoke(event) for event in events]
+        if sequential:  # one request in flight at a time: the latency of a request, without queueing
+            pending = [api.run(event, INVOKE_WAIT_S) for event in events]
+        else:
+            pending = [api.invoke(event) for event in events]
         for invocation in pending:
             invocation.wait(INVOKE_WAIT_S)
         run = ManagedRun(pending, events, [], "")
@@ -135,6 +139,18 @@ def report(repeat: int = 3) -> None:
         print(
             f"{label:<42} n={len(ms)} median={statistics.median(ms):6.1f} ms p95={_percentile(ms, 0.95):6.1f} ms "
             f"max={max(ms):6.1f} ms  spans lost per run (of {INVOCATIONS * SPANS_PER_INVOCATION}): {lost[label]}",
+            flush=True,
+        )
+    # one request at a time (4 workers idle but one): the latency a request gets from the flush alone
+    for _ in range(repeat):
+        for label, env in (("sequential, blocking flush", {"BATCHLENS_FLUSH": "always"}), ("sequential, default", {})):
+            with tempfile.TemporaryDirectory() as tmp:
+                walls.setdefault(label, []).extend(run_managed(Path(tmp), env, sequential=True).walls_ms)
+    for label in ("sequential, blocking flush", "sequential, default"):
+        ms = walls[label]
+        print(
+            f"{label:<42} n={len(ms)} median={statistics.median(ms):6.1f} ms p95={_percentile(ms, 0.95):6.1f} ms "
+            f"max={max(ms):6.1f} ms",
             flush=True,
         )
     # a collector that accepts and never answers: what the blocking flush costs each request
