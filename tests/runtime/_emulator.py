@@ -192,7 +192,7 @@ class RuntimeApi:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thaw()
+        self.thaw()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -228,7 +228,7 @@ class RuntimeApi:
             except queue.Empty:
                 continue
             if self.freeze:
-                self._thaw()
+                self.thaw()
             return invocation
         return None
 
@@ -242,7 +242,8 @@ class RuntimeApi:
                 except ProcessLookupError:
                     pass
 
-    def _thaw(self) -> None:
+    def thaw(self) -> None:
+        """SIGCONT the runtime's process group if it is frozen."""
         with self._lock:
             if self.pgid is not None and self._frozen:
                 self._frozen = False
