@@ -281,7 +281,10 @@ def configure(
     except ImportError as exc:
         raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {SDK_HINT}") from exc
 
+    from batchlens._telemetry._watch import Watch
+
     resource = _build_resource(service_name, env)
+    watch = Watch()  # the exporters report each export: a dead collector costs one flush, not every flush
 
     span_exporters: list[SpanExporter] = []
     if span_exporter_obj is not None:
@@ -290,18 +293,25 @@ def configure(
     tracer_provider = TracerProvider(resource=resource)
     for exporter in span_exporters:
         tracer_provider.add_span_processor(
-            BatchSpanProcessor(exporter, max_queue_size=queue_size, max_export_batch_size=export_batch)
+            BatchSpanProcessor(
+                watch.span_exporter(exporter), max_queue_size=queue_size, max_export_batch_size=export_batch
+            )
         )
 
     readers: list[MetricReader] = []
     if metric_reader_obj is not None:
         readers.append(metric_reader_obj)
-    readers.extend(_make_metric_reader(name, metric_protocol) for name in metric_names if name != "prometheus")
+    readers.extend(
+        _make_metric_reader(name, metric_protocol, watch.metric_exporter)
+        for name in metric_names
+        if name != "prometheus"
+    )
     server: WSGIServer | None = None
     if "prometheus" in metric_names:
         prometheus_reader, server = _start_prometheus(port, addr)
         readers.append(prometheus_reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    watch.attach(tracer_provider, meter_provider)
 
     is_global = False
     if set_global:

@@ -89,6 +89,10 @@ def _retire_workers() -> None:
             worker.wake.notify()
 
 
+# nothing of the snapshot's network holds after a restore: every target starts good
+_restore.register_after_restore(_health.reset_all)
+
+
 class _Request:
     """One flush asked of a worker; callers wait on ``done`` until their deadline."""
 
@@ -212,7 +216,8 @@ def flush_within(
     """Run every flush at once and wait for them until ``budget_ms`` has passed, never longer.
 
     A target that is bad (its last flush was cut, or its exporter fails: see ``_health``) is waited for at most
-    40 ms; its flush still runs, in the background, with the whole budget. A target that was good and is cut at the
+    40 ms, and not at all while its worker is still busy with an earlier flush; its flush still runs, in the
+    background, with the whole budget. A target that was good and is cut at the
     deadline becomes bad; one warning on the ``batchlens`` logger names those targets. Cutting a target that was
     already bad is logged at debug level only, so a dead collector does not print a warning every invocation.
 
@@ -238,7 +243,10 @@ def flush_within(
     requests = [_submit(task, deadline, budget_ms) for task in tasks]
     newly_cut: list[FlushTask] = []
     for index, request in enumerate(requests):
-        if not request.done.wait(_remaining_s(short_deadline if bad[index] else deadline)):
+        # a failing target still busy with an earlier flush (stuck on its exporter) will not finish this one in
+        # 40 ms: do not wait for it at all
+        wait_until = (started if request.queued else short_deadline) if bad[index] else deadline
+        if not request.done.wait(_remaining_s(wait_until)):
             cut.append(tasks[index].name)
             if not bad[index]:
                 newly_cut.append(tasks[index])
