@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import random
 import sys
 import threading
 from collections.abc import Callable
@@ -33,7 +32,9 @@ _installed = False
 
 def _reseed_random() -> None:
     # the SDK's RandomIdGenerator draws trace and span ids from the module-level generator; seed() without an
-    # argument reseeds it from os.urandom, which differs in every restored copy
+    # argument reseeds it from os.urandom, which differs in every restored copy (imported here: cold start)
+    import random
+
     random.seed()
 
 

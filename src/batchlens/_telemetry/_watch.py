@@ -115,15 +115,13 @@ def _renew_connections(exporter: object) -> None:
             close()
 
 
-def _renew_after_restore(exporter: object) -> None:
-    reference = weakref.ref(exporter)
+_exporters: weakref.WeakSet[Any] = weakref.WeakSet()  # every watched exporter still alive
 
-    def renew() -> None:
-        current = reference()
-        if current is not None:
-            _renew_connections(current)
 
-    _restore.register_after_restore(renew)
+@_restore.register_after_restore
+def _renew_all_connections() -> None:
+    for exporter in list(_exporters):
+        _renew_connections(exporter)
 
 
 class _WatchedSpanExporter(SpanExporter):
@@ -197,4 +195,7 @@ class Watch:
     def _prepare(self, exporter: object, signal: str) -> None:
         self._watched.add(signal)
         _watch_lines(exporter)
-        _renew_after_restore(exporter)
+        try:
+            _exporters.add(exporter)
+        except TypeError:  # an exporter that cannot be weakly referenced keeps its connections
+            pass
