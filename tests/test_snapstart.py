@@ -75,12 +75,17 @@ def test_without_snapstart_the_runtime_module_is_not_imported(tmp_path, monkeypa
     assert "snapshot_restore_py" not in sys.modules
 
 
-def test_a_sandbox_initialised_for_snapstart_registers_the_hook_at_import(tmp_path):
-    """In a fresh interpreter, importing batchlens.telemetry in a SnapStart sandbox registers the hook."""
+@pytest.mark.parametrize(
+    "init",
+    ["import batchlens.telemetry", "import batchlens; batchlens.BatchProcessor(batchlens.EventType.SQS)"],
+    ids=["configure-module", "processor"],
+)
+def test_a_sandbox_initialised_for_snapstart_registers_the_hook_at_init(tmp_path, init):
+    """In a fresh SnapStart sandbox, importing batchlens.telemetry or building a processor registers the hook once."""
     (tmp_path / "snapshot_restore_py.py").write_text(FAKE_RUNTIME)
-    code = textwrap.dedent(
+    code = init + textwrap.dedent(
         """
-        import batchlens.telemetry, snapshot_restore_py
+        import snapshot_restore_py
         from batchlens._telemetry import _restore
         print([f is _restore.run_after_restore for f, _, _ in snapshot_restore_py.get_after_restore()])
         """

@@ -139,8 +139,9 @@ class TelemetryHandle:
         Call it before a Lambda handler returns: the sandbox is frozen right after, and whatever is still
         queued is lost or arrives late. Both providers are flushed at once on daemon threads and the call
         returns at the deadline even when an exporter never answers (the export then continues in the
-        background, and a warning on the ``batchlens`` logger names what was cut). Never raises; failures are
-        logged through :mod:`logging`.
+        background, and a warning on the ``batchlens`` logger names what was cut). A provider whose flush was cut
+        or whose exporter fails is waited for at most 40 ms until one of its exports succeeds again (see
+        ``docs/exporters.md``). Never raises; failures are logged through :mod:`logging`.
 
         Args:
             timeout_millis: The budget shared by the span and the metric flush; default 5,000 ms.

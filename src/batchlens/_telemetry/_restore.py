@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["install", "register_after_restore", "run_after_restore"]
+__all__ = ["install", "register_after_restore", "run_after_restore", "snap_start"]
 
 _Callback = TypeVar("_Callback", bound=Callable[[], object])
 
@@ -70,6 +70,11 @@ def run_after_restore() -> None:
             _log.warning("batchlens: renewing %r after a SnapStart restore failed", callback, exc_info=True)
 
 
+def snap_start() -> bool:
+    """Whether this sandbox is initialised for SnapStart (the runtime then runs after-restore hooks)."""
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+
+
 def install() -> bool:
     """Register :func:`run_after_restore` with the runtime's ``snapshot_restore_py``, once, when SnapStart is on.
 
@@ -80,8 +85,7 @@ def install() -> bool:
     with _lock:
         if _installed:
             return True
-        snap_start = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
-        if not snap_start and _RUNTIME_MODULE not in sys.modules:
+        if not snap_start() and _RUNTIME_MODULE not in sys.modules:
             return False
         try:
             runtime = importlib.import_module(_RUNTIME_MODULE)
