@@ -262,3 +262,36 @@ def test_silent_collector_costs_one_invocation(handles, baseline, otel_env, capl
         (cut,) = batchlens_warnings(caplog, "batchlens_flush_cut")
         assert cut.batchlens_flush_failing == ["tracer_provider"]  # type: ignore[attr-defined]
         assert not [r for r in caplog.records if r.name == OTLP_LOGGER]  # nothing from the exporter each invocation
+
+
+# -- the setting ----------------------------------------------------------------------------------------------------
+def stuck_target_cut_twice(budget_ms: int) -> float:
+    """Cut a stuck target once (it fails), flush it again; how long the second flush waited, in seconds."""
+    target, release = object(), threading.Event()
+    try:
+        flush_within([FlushTask("tracer_provider", target, lambda timeout: release.wait(5))], 50)
+        started = time.monotonic()
+        assert flush_within([FlushTask("tracer_provider", target, lambda timeout: None)], budget_ms) == [
+            "tracer_provider"
+        ]
+        return time.monotonic() - started
+    finally:
+        release.set()
+
+
+def test_the_wait_for_a_failing_target_is_a_setting(monkeypatch):
+    """BATCHLENS_FLUSH_FAILING_WAIT_MS=5000 waits the whole budget for a failing target again (the old behaviour)."""
+    monkeypatch.setenv("BATCHLENS_FLUSH_FAILING_WAIT_MS", "5000")
+    assert 0.25 <= stuck_target_cut_twice(300) < 0.6
+    monkeypatch.delenv("BATCHLENS_FLUSH_FAILING_WAIT_MS")
+    assert stuck_target_cut_twice(300) < 0.1  # busy with the stuck flush: not waited for at all
+
+
+def test_an_invalid_wait_setting_is_reported_once_and_the_default_used(monkeypatch, caplog):
+    """A value that is not a whole number >= 0 warns once (naming the variable) and flushes still work."""
+    monkeypatch.setenv("BATCHLENS_FLUSH_FAILING_WAIT_MS", "-3")
+    caplog.set_level(logging.WARNING)
+    for _ in range(3):
+        assert _health.failing_wait_ms() == _health.BAD_TARGET_WAIT_MS
+    (warning,) = [r for r in caplog.records if "BATCHLENS_FLUSH_FAILING_WAIT_MS" in r.getMessage()]
+    assert "'-3'" in warning.getMessage()

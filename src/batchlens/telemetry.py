@@ -195,8 +195,8 @@ class TelemetryHandle:
         # targets of their own: a shutdown never joins a waiting flush
         flush_within(
             [
-                FlushTask(_PROVIDERS[0], object(), lambda timeout: tracer_provider.shutdown()),
-                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout)),
+                FlushTask(_PROVIDERS[0], object(), lambda timeout: tracer_provider.shutdown(), watched=False),
+                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout), watched=False),
             ],
             max(1, int(timeout_millis)),
             on_error=failed,

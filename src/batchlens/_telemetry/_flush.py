@@ -50,12 +50,14 @@ class FlushTask(NamedTuple):
         flush: Called with the milliseconds left.
         lane: The worker that runs it (default: one per target); targets sharing a lane are flushed one
             after the other.
+        watched: Whether how it went counts for the target's health (not for a shutdown, which ends the target).
     """
 
     name: str
     target: object
     flush: Callable[[int], object]
     lane: object = None
+    watched: bool = True
 
 
 _IDLE_S = 60.0
@@ -96,12 +98,13 @@ _restore.register_after_restore(_health.reset_all)
 class _Request:
     """One flush asked of a worker; callers wait on ``done`` until their deadline."""
 
-    __slots__ = ("budget_ms", "deadline", "done", "errors", "flush", "name", "queued", "target")
+    __slots__ = ("budget_ms", "deadline", "done", "errors", "flush", "name", "queued", "target", "watched")
 
     def __init__(
         self, task: FlushTask, flush: Callable[[int], object], deadline: float, budget_ms: int, queued: bool
     ) -> None:
         self.name = task.name
+        self.watched = task.watched
         self.target = task.target
         self.flush = flush
         self.deadline = deadline
@@ -167,12 +170,13 @@ class _Worker:
                 request.done.set()
                 # a flush that ran out its whole timeout gave up with work left (Sentry's returns at its timeout)
                 ran_out = timeout_ms > 0 and (ended - started) * 1000 >= timeout_ms
-                _health.flush_finished(
-                    request.target,
-                    in_time=not request.errors and ended <= request.deadline,
-                    timeout_ms=timeout_ms if ran_out else 0,
-                    name=request.name,
-                )
+                if request.watched:
+                    _health.flush_finished(
+                        request.target,
+                        in_time=not request.errors and ended <= request.deadline,
+                        timeout_ms=timeout_ms if ran_out else 0,
+                        name=request.name,
+                    )
                 del request  # hold nothing of an ended invocation while idle
 
 
@@ -216,8 +220,8 @@ def flush_within(
     """Run every flush at once and wait for them until ``budget_ms`` has passed, never longer.
 
     A target that is bad (its last flush was cut, or its exporter fails: see ``_health``) is waited for at most
-    40 ms, and not at all while its worker is still busy with an earlier flush; its flush still runs, in the
-    background, with the whole budget. A target that was good and is cut at the
+    40 ms (``BATCHLENS_FLUSH_FAILING_WAIT_MS``), and not at all while its worker is still busy with an earlier
+    flush; its flush still runs, in the background, with the whole budget. A target that was good and is cut at the
     deadline becomes bad; one warning on the ``batchlens`` logger names those targets. Cutting a target that was
     already bad is logged at debug level only, so a dead collector does not print a warning every invocation.
 
@@ -238,14 +242,18 @@ def flush_within(
         return cut
     started = time.monotonic()
     deadline = started + budget_ms / 1000
-    short_deadline = min(deadline, started + _health.BAD_TARGET_WAIT_MS / 1000)
-    bad = [_health.is_bad(task.target) for task in tasks]
+    failing_wait_ms = _health.failing_wait_ms()
+    short_deadline = min(deadline, started + failing_wait_ms / 1000)
+    bad = [task.watched and _health.is_bad(task.target) for task in tasks]
     requests = [_submit(task, deadline, budget_ms) for task in tasks]
-    newly_cut: list[FlushTask] = []
+    newly_cut: list[FlushTask] = []  # cut while healthy (and shutdowns)
     for index, request in enumerate(requests):
-        # a failing target still busy with an earlier flush (stuck on its exporter) will not finish this one in
-        # 40 ms: do not wait for it at all
-        wait_until = (started if request.queued else short_deadline) if bad[index] else deadline
+        wait_until = deadline
+        if bad[index]:
+            # a failing target still busy with an earlier flush (stuck on its exporter) will not finish this one
+            # within the short wait: do not wait for it at all
+            skip = request.queued and failing_wait_ms < budget_ms
+            wait_until = started if skip else short_deadline
         if not request.done.wait(_remaining_s(wait_until)):
             cut.append(tasks[index].name)
             if not bad[index]:
@@ -258,7 +266,9 @@ def flush_within(
     if newly_cut:
         cause = f"its flush was cut at the {budget_ms} ms deadline"
         failing = [
-            task.name for task in newly_cut if _health.tracked(task.target, task.name).failed(cause, announce=False)
+            task.name
+            for task in newly_cut
+            if task.watched and _health.tracked(task.target, task.name).failed(cause, announce=False)
         ]
         _report([task.name for task in newly_cut], budget_ms, "an exporter did not finish in time", failing)
     if len(cut) > len(newly_cut):
@@ -274,7 +284,7 @@ def _report(cut: list[str], budget_ms: int, why: str, failing: Sequence[str] = (
     later = ""
     if failing:
         later = (
-            f"; until one of its exports succeeds, later flushes wait at most {_health.BAD_TARGET_WAIT_MS} ms for "
+            f"; until one of its exports succeeds, later flushes wait at most {_health.failing_wait_ms()} ms for "
             + ", ".join(failing)
         )
     _log.warning(

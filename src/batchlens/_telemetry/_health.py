@@ -19,10 +19,22 @@ import threading
 import weakref
 from typing import Any
 
-__all__ = ["BAD_TARGET_WAIT_MS", "TargetHealth", "attach", "health_of", "is_bad", "reset_all", "tracked"]
+__all__ = [
+    "BAD_TARGET_WAIT_MS",
+    "WAIT_VARIABLE",
+    "TargetHealth",
+    "attach",
+    "failing_wait_ms",
+    "health_of",
+    "is_bad",
+    "reset_all",
+    "tracked",
+]
 
 BAD_TARGET_WAIT_MS = 40
-"""The longest a flush waits for a target that is bad."""
+"""The longest a flush waits for a target that is bad, unless ``BATCHLENS_FLUSH_FAILING_WAIT_MS`` says otherwise."""
+
+WAIT_VARIABLE = "BATCHLENS_FLUSH_FAILING_WAIT_MS"
 
 _CAUSE_LIMIT = 300
 """Causes quote exporter messages (an endpoint, an errno); never more than this many characters of them."""
@@ -66,7 +78,7 @@ class TargetHealth:
                 "%d ms for it and its exporter's repeated messages are not printed",
                 self.name,
                 cause,
-                BAD_TARGET_WAIT_MS,
+                failing_wait_ms(),
                 extra={"batchlens_unhealthy": self.name, "batchlens_unhealthy_cause": cause},
             )
         return True
@@ -131,6 +143,35 @@ def _lookup(target: object) -> TargetHealth | None:
     held = entry[0]
     current = held() if isinstance(held, weakref.ref) else held
     return entry[1] if current is target else None
+
+
+_reported_variable: list[str] = []  # the invalid value of WAIT_VARIABLE already warned about
+
+
+def failing_wait_ms() -> int:
+    """How long a flush waits for a bad target: ``BATCHLENS_FLUSH_FAILING_WAIT_MS`` (>= 0), else 40 ms.
+
+    A large value (5000) restores waiting the whole budget for every target. An invalid value is reported once and
+    the default used: a flush never raises.
+    """
+    raw = os.environ.get(WAIT_VARIABLE, "").strip()
+    if not raw:
+        return BAD_TARGET_WAIT_MS
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError(raw)
+    except ValueError:
+        if _reported_variable != [raw]:
+            _reported_variable[:] = [raw]
+            _log.warning(
+                "batchlens: %s=%r is not a whole number >= 0; flushes wait %d ms for failing targets",
+                WAIT_VARIABLE,
+                raw,
+                BAD_TARGET_WAIT_MS,
+            )
+        return BAD_TARGET_WAIT_MS
+    return value
 
 
 def health_of(target: object) -> TargetHealth | None:

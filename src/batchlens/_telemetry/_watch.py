@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from batchlens._telemetry import _health, _restore
 
-__all__ = ["Watch", "exporter_loggers"]
+__all__ = ["Watch", "exporter_lines", "exporter_loggers"]
 
 _EXPORTER_LOGGERS = (
     # the OTLP exporters hand their module's logger to the HTTP client that retries
@@ -65,7 +65,8 @@ def _message(record: logging.LogRecord) -> str:
         return str(record.msg)
 
 
-_filter = _ExporterLines()
+exporter_lines = _ExporterLines()
+"""The filter ``configure()`` adds to the loggers of :func:`exporter_loggers`."""
 
 
 def exporter_loggers(exporter: object) -> list[str]:
@@ -80,8 +81,8 @@ def exporter_loggers(exporter: object) -> list[str]:
 def _watch_lines(exporter: object) -> None:
     for name in exporter_loggers(exporter):
         logger = logging.getLogger(name)
-        if _filter not in logger.filters:
-            logger.addFilter(_filter)
+        if exporter_lines not in logger.filters:
+            logger.addFilter(exporter_lines)
 
 
 def _run(health: _health.TargetHealth, export: Any, *args: Any, **kwargs: Any) -> Any:
