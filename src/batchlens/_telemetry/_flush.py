@@ -272,7 +272,8 @@ def flush_within(
         ]
         _report([task.name for task in newly_cut], budget_ms, "an exporter did not finish in time", failing)
     if len(cut) > len(newly_cut):
-        _log.debug("batchlens telemetry flush did not wait for failing targets: %s", ", ".join(cut))
+        waited_less = [tasks[index].name for index in range(len(tasks)) if bad[index] and tasks[index].name in cut]
+        _log.debug("batchlens telemetry flush did not wait for failing targets: %s", ", ".join(waited_less))
     return cut
 
 

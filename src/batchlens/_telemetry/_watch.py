@@ -95,10 +95,11 @@ def _run(health: _health.TargetHealth, export: Any, *args: Any, **kwargs: Any) -
         raise
     finally:
         _current.health = outer
-    if result is SpanExportResult.SUCCESS or result is MetricExportResult.SUCCESS:
-        health.succeeded()
-    else:
+    # only an explicit FAILURE counts: an exporter of the application's making may return None for success
+    if result is SpanExportResult.FAILURE or result is MetricExportResult.FAILURE:
         health.failed("an export failed")
+    else:
+        health.succeeded()
     return result
 
 
