@@ -222,7 +222,8 @@ def flush_within(
     A target that is bad (its last flush was cut, or its exporter fails: see ``_health``) is waited for at most
     40 ms (``BATCHLENS_FLUSH_FAILING_WAIT_MS``), and not at all while its worker is still busy with an earlier
     flush; its flush still runs, in the background, with the whole budget. A target that was good and is cut at the
-    deadline becomes bad; one warning on the ``batchlens`` logger names those targets. Cutting a target that was
+    deadline becomes bad; one warning on the ``batchlens`` logger names those targets. A target whose exporter starts
+    failing during the flush (a refused connection) is not waited for any longer either. Cutting a target that was
     already bad is logged at debug level only, so a dead collector does not print a warning every invocation.
 
     Args:
@@ -254,7 +255,7 @@ def flush_within(
             # within the short wait: do not wait for it at all
             skip = request.queued and failing_wait_ms < budget_ms
             wait_until = started if skip else short_deadline
-        if not request.done.wait(_remaining_s(wait_until)):
+        if not _wait(request, tasks[index], wait_until, watch=not bad[index] and failing_wait_ms < budget_ms):
             cut.append(tasks[index].name)
             if not bad[index]:
                 newly_cut.append(tasks[index])
@@ -279,6 +280,29 @@ def flush_within(
 
 def _remaining_s(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
+
+
+_HEALTH_POLL_S = 0.025
+"""While waiting for a healthy target, how often to look whether its exporter has started failing meanwhile."""
+
+
+def _wait(request: _Request, task: FlushTask, until: float, *, watch: bool) -> bool:
+    """Wait for ``request`` until ``until``; give up early when ``watch`` and the target starts failing meanwhile.
+
+    An exporter that reports a refused connection in the middle of this flush (its first retry line) makes its
+    target fail: waiting on for its backoff and retries would cost the invocation its whole budget for nothing.
+
+    Returns:
+        Whether the flush finished.
+    """
+    if not (watch and task.watched):
+        return request.done.wait(_remaining_s(until))
+    while True:
+        remaining = _remaining_s(until)
+        if request.done.wait(min(remaining, _HEALTH_POLL_S)):
+            return True
+        if remaining <= _HEALTH_POLL_S or _health.is_bad(task.target):
+            return request.done.is_set()
 
 
 def _report(cut: list[str], budget_ms: int, why: str, failing: Sequence[str] = ()) -> None:
