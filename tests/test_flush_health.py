@@ -267,6 +267,29 @@ def test_silent_collector_costs_one_invocation(handles, baseline, otel_env, capl
         assert not [r for r in caplog.records if r.name == OTLP_LOGGER]  # nothing from the exporter each invocation
 
 
+def test_refusing_metrics_collector_marks_the_meter_provider_failing(handles, otel_env, caplog, monkeypatch):
+    """metrics="otlp" at a closed port: the watched metric exporter names the meter provider, once, and recovers."""
+    port = collectors.closed_port()
+    otel_env(f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+    handle = configure(service_name="health", traces="none", metrics="otlp", logs="none", set_global=False)
+    handles.append(handle)
+    counter = handle.meter_provider.get_meter("health").create_counter("health.flushes")
+    caplog.set_level(logging.WARNING)
+    for _ in range(3):
+        counter.add(1)
+        handle.flush(timeout_millis=2000)
+    (failing,) = batchlens_warnings(caplog, "batchlens_unhealthy")
+    assert failing.batchlens_unhealthy == "meter_provider"  # type: ignore[attr-defined]
+    assert _health.is_bad(handle.meter_provider)
+    assert not _health.is_bad(handle.tracer_provider)
+    with collectors.answering_collector(port) as (_, collector):
+        handle.flush(timeout_millis=2000)
+        assert wait_for(lambda: not _health.is_bad(handle.meter_provider))
+        assert "/v1/metrics" in collector.paths
+    assert [r.batchlens_recovered for r in batchlens_warnings(caplog, "batchlens_recovered")] == ["meter_provider"]  # type: ignore[attr-defined]
+
+
 # -- the setting ----------------------------------------------------------------------------------------------------
 def stuck_target_cut_twice(budget_ms: int) -> float:
     """Cut a stuck target once (it fails), flush it again; how long the second flush waited, in seconds."""
