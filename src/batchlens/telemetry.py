@@ -139,8 +139,9 @@ class TelemetryHandle:
         Call it before a Lambda handler returns: the sandbox is frozen right after, and whatever is still
         queued is lost or arrives late. Both providers are flushed at once on daemon threads and the call
         returns at the deadline even when an exporter never answers (the export then continues in the
-        background, and a warning on the ``batchlens`` logger names what was cut). Never raises; failures are
-        logged through :mod:`logging`.
+        background, and a warning on the ``batchlens`` logger names what was cut). A provider whose flush was cut
+        or whose exporter fails is waited for at most 40 ms until one of its exports succeeds again (see
+        ``docs/exporters.md``). Never raises; failures are logged through :mod:`logging`.
 
         Args:
             timeout_millis: The budget shared by the span and the metric flush; default 5,000 ms.
@@ -194,8 +195,8 @@ class TelemetryHandle:
         # targets of their own: a shutdown never joins a waiting flush
         flush_within(
             [
-                FlushTask(_PROVIDERS[0], object(), lambda timeout: tracer_provider.shutdown()),
-                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout)),
+                FlushTask(_PROVIDERS[0], object(), lambda timeout: tracer_provider.shutdown(), watched=False),
+                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout), watched=False),
             ],
             max(1, int(timeout_millis)),
             on_error=failed,
@@ -281,7 +282,10 @@ def configure(
     except ImportError as exc:
         raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {SDK_HINT}") from exc
 
+    from batchlens._telemetry._watch import Watch
+
     resource = _build_resource(service_name, env)
+    watch = Watch()  # the exporters report each export: a dead collector costs one flush, not every flush
 
     span_exporters: list[SpanExporter] = []
     if span_exporter_obj is not None:
@@ -290,18 +294,25 @@ def configure(
     tracer_provider = TracerProvider(resource=resource)
     for exporter in span_exporters:
         tracer_provider.add_span_processor(
-            BatchSpanProcessor(exporter, max_queue_size=queue_size, max_export_batch_size=export_batch)
+            BatchSpanProcessor(
+                watch.span_exporter(exporter), max_queue_size=queue_size, max_export_batch_size=export_batch
+            )
         )
 
     readers: list[MetricReader] = []
     if metric_reader_obj is not None:
         readers.append(metric_reader_obj)
-    readers.extend(_make_metric_reader(name, metric_protocol) for name in metric_names if name != "prometheus")
+    readers.extend(
+        _make_metric_reader(name, metric_protocol, watch.metric_exporter)
+        for name in metric_names
+        if name != "prometheus"
+    )
     server: WSGIServer | None = None
     if "prometheus" in metric_names:
         prometheus_reader, server = _start_prometheus(port, addr)
         readers.append(prometheus_reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    watch.attach(tracer_provider, meter_provider)
 
     is_global = False
     if set_global:

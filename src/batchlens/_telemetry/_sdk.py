@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as trace_api
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -70,7 +70,9 @@ def _make_span_exporter(name: str, protocol: str) -> SpanExporter:
     return exporter
 
 
-def _make_metric_reader(name: str, protocol: str) -> MetricReader:
+def _make_metric_reader(
+    name: str, protocol: str, watch: Callable[[MetricExporter], MetricExporter] = lambda exporter: exporter
+) -> MetricReader:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 
     if name == "console":
@@ -82,7 +84,8 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
         # handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
         return FlushMetricReader(EmfMetricExporter())
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
-    return PeriodicExportingMetricReader(cls(**_otlp_http_options(cls, "METRICS", protocol)))
+    # watched: its failures mark the meter provider failing (see _telemetry._health)
+    return PeriodicExportingMetricReader(watch(cls(**_otlp_http_options(cls, "METRICS", protocol))))
 
 
 def _import_otlp(protocol: str, module: str, cls_name: str) -> object:
