@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from batchlens._telemetry._inline import flushes_inline
+
 __all__ = ["DEFAULT_FLUSH_MS", "FLUSH_SAFETY_MARGIN_MS", "FlushTask", "flush_budget_ms", "flush_within"]
 
 FLUSH_SAFETY_MARGIN_MS = 300
@@ -195,7 +197,15 @@ def flush_within(
             _report(cut, budget_ms, "no time was left to flush")
         return cut
     deadline = time.monotonic() + budget_ms / 1000
-    requests = [_submit(task, deadline, budget_ms) for task in tasks]
+    # a target that never waits (UDP export) is flushed here, after the others were handed to their workers
+    inline = [flushes_inline(task.target) for task in tasks]
+    requests = [
+        _Request(t.target, t.flush, deadline, budget_ms, False) if i else _submit(t, deadline, budget_ms)
+        for t, i in zip(tasks, inline, strict=True)
+    ]
+    for request, is_inline in zip(requests, inline, strict=True):
+        if is_inline:
+            _run_inline(request)
     for index, request in enumerate(requests):
         if not request.done.wait(_remaining_s(deadline)):
             cut.append(tasks[index].name)
@@ -207,6 +217,14 @@ def flush_within(
     if cut:
         _report(cut, budget_ms, "an exporter did not finish in time")
     return cut
+
+
+def _run_inline(request: _Request) -> None:
+    try:
+        request.flush(request.budget_ms)
+    except Exception as exc:  # reported like a worker's
+        request.errors.append(exc)
+    request.done.set()
 
 
 def _remaining_s(deadline: float) -> float:
