@@ -106,8 +106,12 @@ def _any_value(value: Any) -> bytes:
     raise TypeError(f"invalid attribute value type {type(value).__name__}")
 
 
+def _key(key: str) -> bytes:
+    return _string(b"\x0a", key) if key else b""  # proto3 leaves an empty string out
+
+
 def _key_value(key: str, value: Any) -> bytes:
-    return _string(b"\x0a", key) + _delimited(b"\x12", _any_value(value))
+    return _key(key) + _delimited(b"\x12", _any_value(value))
 
 
 _KEY_CACHE: dict[str, bytes] = {}  # key -> its encoded KeyValue.key field; attribute names repeat endlessly
@@ -124,7 +128,7 @@ def _attribute_fields(tag: bytes, attributes: Mapping[str, Any] | None) -> list[
         try:
             key_field = cache.get(key)
             if key_field is None:
-                key_field = _string(b"\x0a", key)
+                key_field = _key(key)
                 if len(cache) < _KEY_CACHE_LIMIT:
                     cache[key] = key_field
             body = key_field + _delimited(b"\x12", _any_value(value))
