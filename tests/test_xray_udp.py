@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +24,7 @@ from batchlens._telemetry._xray_udp import XRayIdGenerator, XRayUdpSpanExporter,
 from batchlens.telemetry import TelemetryHandle
 from batchlens.testing._events import lambda_context, sqs_event
 
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 XRAY_TRACE = "5759e988bd862e3fe1be46a994272793"
 XRAY_PARENT = "53995c3f42cd8ad8"
 SAMPLED = f"Root=1-{XRAY_TRACE[:8]}-{XRAY_TRACE[8:]};Parent={XRAY_PARENT};Sampled=1;Lineage=a87bd80c:0"
@@ -232,3 +237,31 @@ def test_malformed_daemon_addresses_are_refused_at_configure(
     monkeypatch.setenv("AWS_XRAY_DAEMON_ADDRESS", raw)
     with pytest.raises(ValueError, match="AWS_XRAY_DAEMON_ADDRESS"):
         xray_handle(handles)
+
+
+def test_the_lambda_default_trace_path_loads_no_protobuf_or_otlp_exporter(daemon: Daemon) -> None:
+    """configure() in Lambda with nothing detected, one sampled invocation: no protobuf, OTLP or HTTP module loads."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import batchlens
+        from batchlens.telemetry import configure
+        from batchlens.testing import lambda_context, sqs_event
+        handle = configure(service_name="orders", logs="json")
+        processor = batchlens.BatchProcessor(event_type=batchlens.EventType.SQS)
+        batchlens.process_partial_response(sqs_event(count=3), lambda record: None, processor, lambda_context())
+        print([type(e).__name__ for e in handle.span_exporters])
+        print(sorted(m for m in sys.modules if m.startswith(
+            ("google.protobuf", "opentelemetry.proto", "opentelemetry.exporter", "requests", "urllib3"))))
+        """
+    )
+    env = {
+        "PYTHONPATH": SRC,
+        "AWS_LAMBDA_FUNCTION_NAME": "orders",
+        "AWS_XRAY_DAEMON_ADDRESS": daemon.address,
+        "_X_AMZN_TRACE_ID": SAMPLED,
+    }
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[-2:] == ["['XRayUdpSpanExporter']", "[]"]
+    assert len(spans_of([decode(d) for d in daemon.datagrams()])) == 4

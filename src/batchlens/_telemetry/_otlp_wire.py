@@ -131,7 +131,12 @@ def _attribute_fields(tag: bytes, attributes: Mapping[str, Any] | None) -> list[
                 key_field = _key(key)
                 if len(cache) < _KEY_CACHE_LIMIT:
                     cache[key] = key_field
-            body = key_field + _delimited(b"\x12", _any_value(value))
+            if type(value) is str:  # the common case, without the type dispatch
+                data = value.encode("utf-8")
+                any_value = b"\x0a" + _len_prefix(len(data)) + data
+            else:
+                any_value = _any_value(value)
+            body = key_field + b"\x12" + _len_prefix(len(any_value)) + any_value
         except Exception:  # what OTLP cannot carry (the SDK's encoder logs and skips it too)
             continue
         out.append(tag + _len_prefix(len(body)) + body)
@@ -332,10 +337,15 @@ Group = tuple[tuple[bytes, bytes], list[tuple[tuple[bytes, bytes], list[bytes]]]
 def group_spans(spans: Iterable[ReadableSpan]) -> dict[Any, dict[Any, list[ReadableSpan]]]:
     """Spans by resource, then by instrumentation scope, in order of first appearance (as the SDK groups them)."""
     grouped: dict[Any, dict[Any, list[ReadableSpan]]] = {}
+    last_resource: Any = None
+    by_scope: dict[Any, list[ReadableSpan]] = {}
     for span in spans:
-        by_scope = grouped.get(span.resource)
-        if by_scope is None:
-            by_scope = grouped[span.resource] = {}
+        resource = span.resource
+        if resource is not last_resource:  # hashing a Resource serialises its attributes to JSON: once per run
+            found = grouped.get(resource)
+            if found is None:
+                found = grouped[resource] = {}
+            last_resource, by_scope = resource, found
         scope = span.instrumentation_scope or None
         members = by_scope.get(scope)
         if members is None:
