@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.trace import Link
 from structlog.testing import capture_logs
 
 from _configure_support import clean_environment as clean_environment
@@ -163,6 +164,26 @@ def test_a_span_too_large_for_a_datagram_loses_its_largest_attributes_first(
     assert huge.dropped_attributes_count == 2
     assert [e.name for e in huge.events] == ["note"]
     assert "batchlens.export.truncated" not in attributes_of(spans["normal"])
+
+
+def test_links_go_only_after_every_attribute_and_event(daemon: Daemon, handles: list[TelemetryHandle]) -> None:
+    """A span made large by a link's attributes loses its attributes and events first, then the link."""
+    handle = xray_handle(handles)
+    tracer = handle.tracer_provider.get_tracer("test")
+    producer = tracer.start_span("producer")
+    producer.end()
+    span = tracer.start_span(
+        "consumer", attributes={"small": "s"}, links=[Link(producer.get_span_context(), {"blob": "l" * 70_000})]
+    )
+    span.add_event("note")
+    span.end()
+    handle.flush()
+    spans = {s.name: s for s in spans_of([decode(d) for d in daemon.datagrams()])}
+    consumer = spans["consumer"]
+    assert attributes_of(consumer) == {"batchlens.export.truncated": True}
+    assert (consumer.dropped_attributes_count, consumer.dropped_events_count, consumer.dropped_links_count) == (1, 1, 1)
+    assert list(consumer.links) == []
+    assert "producer" in spans
 
 
 def test_a_span_that_cannot_be_shrunk_is_dropped_whole(

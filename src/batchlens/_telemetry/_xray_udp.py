@@ -269,35 +269,28 @@ def _sampled(span: ReadableSpan) -> bool:
 def _shrink(parts: SpanParts, room: int) -> bytes | None:
     """The span without its largest attributes and events (then links) so that it fits in ``room``, or None."""
     excess = field_size(len(parts.body())) + len(_TRUNCATED_FIELD) + _COUNT_SLACK - room
-    attributes, events, links = list(parts.attributes), list(parts.events), list(parts.links)
-    dropped = {"attributes": 0, "events": 0, "links": 0}
-    for kind, fields in (("", None), ("links", links)):
-        if excess <= 0:
-            break
-        if fields is None:  # first attributes and events together, largest first
-            candidates = [(len(f), "attributes", i) for i, f in enumerate(attributes)]
-            candidates += [(len(f), "events", i) for i, f in enumerate(events)]
-        else:
-            candidates = [(len(f), kind, i) for i, f in enumerate(fields)]
-        removed: dict[str, set[int]] = {"attributes": set(), "events": set(), "links": set()}
-        for length, name, index in sorted(candidates, key=lambda c: -c[0]):
+    keep = {"attributes": list(parts.attributes), "events": list(parts.events), "links": list(parts.links)}
+    dropped = dict.fromkeys(keep, 0)
+    for kinds in (("attributes", "events"), ("links",)):
+        candidates = sorted(((len(f), kind, i) for kind in kinds for i, f in enumerate(keep[kind])), reverse=True)
+        removed = set()
+        for length, kind, index in candidates:
             if excess <= 0:
                 break
-            removed[name].add(index)
-            dropped[name] += 1
+            removed.add((kind, index))
+            dropped[kind] += 1
             excess -= length
-        attributes = [f for i, f in enumerate(attributes) if i not in removed["attributes"]]
-        events = [f for i, f in enumerate(events) if i not in removed["events"]]
-        links = [f for i, f in enumerate(links) if i not in removed["links"]]
+        for kind in kinds:
+            keep[kind] = [f for i, f in enumerate(keep[kind]) if (kind, i) not in removed]
     if excess > 0:
         return None
     shrunk = SpanParts(
         parts.head,
-        [*attributes, _TRUNCATED_FIELD],
+        [*keep["attributes"], _TRUNCATED_FIELD],
         parts.dropped_attributes + dropped["attributes"],
-        events,
+        keep["events"],
         parts.dropped_events + dropped["events"],
-        links,
+        keep["links"],
         parts.dropped_links + dropped["links"],
         parts.tail,
     )
