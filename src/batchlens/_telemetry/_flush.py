@@ -12,6 +12,9 @@ previous one is stuck waits behind it (within its caller's deadline) and joins t
 exporter costs one thread per target and no backlog, however many invocations pass; the batch processor's queue
 keeps taking spans, and the waiting flush exports them once the exporter recovers. Workers are reused across
 invocations (starting a thread per flush would cost more than the flush) and end after a minute without work.
+
+A target marked with ``_inline.mark_inline`` (a tracer provider whose only export is a non-blocking UDP send) is
+flushed in the caller's thread instead: its flush cannot hang, and the hand-off would cost more than the flush.
 """
 
 from __future__ import annotations
