@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,8 @@ from _configure_support import handles_fixture as handles_fixture
 from _configure_support import make
 from batchlens._telemetry import _resolve
 from batchlens.telemetry import TelemetryHandle
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.fixture(autouse=True)
@@ -125,3 +130,33 @@ def test_outside_lambda_the_default_stays_otlp(
     with caplog.at_level(logging.INFO, logger="batchlens.telemetry"):
         assert exporter_names(make(handles, metrics="none")) == ["OTLPSpanExporter"]
     assert default_lines(caplog) == []
+
+
+def test_a_layer_installed_global_provider_receives_the_batch_spans(tmp_path: Path) -> None:
+    """As under /opt/otel-instrument: the global provider set before configure() gets batchlens' spans."""
+    code = textwrap.dedent(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        layer_exporter = InMemorySpanExporter()
+        layer = TracerProvider()
+        layer.add_span_processor(SimpleSpanProcessor(layer_exporter))
+        trace.set_tracer_provider(layer)  # what the layer's wrapper does before the handler module loads
+
+        import batchlens
+        from batchlens.telemetry import configure
+        from batchlens.testing import lambda_context, sqs_event
+        handle = configure(service_name="orders", metrics="none", logs="none")
+        assert handle.tracer_provider is layer and handle.is_global and handle.span_exporters == ()
+        processor = batchlens.BatchProcessor(event_type=batchlens.EventType.SQS)
+        batchlens.process_partial_response(sqs_event(count=2), lambda record: None, processor, lambda_context())
+        print(len(layer_exporter.get_finished_spans()))
+        """
+    )
+    env = {"PYTHONPATH": SRC, "AWS_LAMBDA_FUNCTION_NAME": "orders", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[-1] == "3"  # batch span and two record spans
+    assert "Overriding" not in out.stderr  # configure() did not try to replace the layer's provider
