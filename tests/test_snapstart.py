@@ -176,3 +176,37 @@ def test_a_failing_restore_callback_does_not_stop_the_others(runtime, caplog):
             _restore._callbacks.remove(callback)
     assert ran == ["after"]
     assert any("SnapStart restore failed" in r.getMessage() for r in caplog.records)
+
+
+def test_xray_exporter_opens_a_new_socket_after_a_restore() -> None:
+    """A SnapStart restore closes the X-Ray exporter's socket made at init; the next export opens its own."""
+    import socket
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from batchlens._telemetry import _restore
+    from batchlens._telemetry._xray_udp import XRayUdpSpanExporter
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    try:
+        exporter = XRayUdpSpanExporter(f"127.0.0.1:{receiver.getsockname()[1]}")
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.get_tracer("t").start_span("before").end()
+        receiver.recv(65_535)
+        before = exporter._socket
+        assert before is not None
+
+        _restore.run_after_restore()
+
+        assert exporter._socket is None
+        assert before.fileno() == -1  # closed
+        provider.get_tracer("t").start_span("after").end()
+        assert receiver.recv(65_535).startswith(b'{"format":"json","version":1}\nT1S')
+        assert exporter._socket is not None
+        assert exporter._socket is not before
+    finally:
+        receiver.close()

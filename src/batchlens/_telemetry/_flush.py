@@ -16,6 +16,9 @@ invocations (starting a thread per flush would cost more than the flush) and end
 A target whose flush was cut, or whose exporter fails, is *bad* (``_health``): later flushes wait for it at most
 40 ms until it recovers, so a dead collector costs one invocation its flush budget, not every invocation. After a
 SnapStart restore (``_restore``) the workers of the snapshot are retired and new ones start on demand.
+
+A target marked with ``_inline.mark_inline`` (a tracer provider whose only export is a non-blocking UDP send) is
+flushed in the caller's thread instead: its flush cannot hang, and the hand-off would cost more than the flush.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from batchlens._telemetry import _health, _restore
+from batchlens._telemetry._inline import flushes_inline
 
 __all__ = ["DEFAULT_FLUSH_MS", "FLUSH_SAFETY_MARGIN_MS", "FlushTask", "flush_budget_ms", "flush_within"]
 
@@ -246,7 +250,15 @@ def flush_within(
     failing_wait_ms = _health.failing_wait_ms()
     short_deadline = min(deadline, started + failing_wait_ms / 1000)
     bad = [task.watched and _health.is_bad(task.target) for task in tasks]
-    requests = [_submit(task, deadline, budget_ms) for task in tasks]
+    # a target that never waits (UDP export) is flushed here, after the others were handed to their workers
+    inline = [flushes_inline(task.target) for task in tasks]
+    requests = [
+        _Request(t, t.flush, deadline, budget_ms, False) if i else _submit(t, deadline, budget_ms)
+        for t, i in zip(tasks, inline, strict=True)
+    ]
+    for request, is_inline in zip(requests, inline, strict=True):
+        if is_inline:
+            _run_inline(request)
     newly_cut: list[FlushTask] = []  # cut while healthy (and shutdowns)
     for index, request in enumerate(requests):
         wait_until = deadline
@@ -276,6 +288,14 @@ def flush_within(
         waited_less = [tasks[index].name for index in range(len(tasks)) if bad[index] and tasks[index].name in cut]
         _log.debug("batchlens telemetry flush did not wait for failing targets: %s", ", ".join(waited_less))
     return cut
+
+
+def _run_inline(request: _Request) -> None:
+    try:
+        request.flush(request.budget_ms)
+    except Exception as exc:  # reported like a worker's
+        request.errors.append(exc)
+    request.done.set()
 
 
 def _remaining_s(deadline: float) -> float:
