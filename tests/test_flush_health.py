@@ -264,7 +264,10 @@ def test_silent_collector_costs_one_invocation(handles, baseline, otel_env, capl
         assert max(times[1:]) - baseline < EXTRA_LIMIT_S, (times, baseline)
         (cut,) = batchlens_warnings(caplog, "batchlens_flush_cut")
         assert cut.batchlens_flush_failing == ["tracer_provider"]  # type: ignore[attr-defined]
-        assert not [r for r in caplog.records if r.name == OTLP_LOGGER]  # nothing from the exporter each invocation
+        # nothing from the exporter each invocation: at most its one timeout line (when the loaded machine makes the
+        # 21 invocations outlast the exporter's 10 s timeout), printed once while the target is failing
+        exporter_lines = [r.getMessage() for r in caplog.records if r.name == OTLP_LOGGER]
+        assert len(exporter_lines) == len(set(exporter_lines)) <= 1, exporter_lines
 
 
 def test_refusing_metrics_collector_marks_the_meter_provider_failing(handles, otel_env, caplog, monkeypatch):
