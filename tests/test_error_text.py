@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch import exceptions as pt_exceptions
-from awslambdaric import bootstrap
-from awslambdaric.lambda_runtime_marshaller import LambdaMarshaller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, Json
@@ -37,6 +35,12 @@ from batchlens.testing import sqs_event
 
 CARD = "4111-1111-1111-1111"
 QUIET = Telemetry(tracing=False, metrics=False, logging=False)
+
+# the runtime client ships Linux wheels only (it is a sys_platform == "linux" test requirement)
+bootstrap = pytest.importorskip("awslambdaric.bootstrap", reason="awslambdaric has Linux wheels only")
+LambdaMarshaller = pytest.importorskip(
+    "awslambdaric.lambda_runtime_marshaller", reason="awslambdaric has Linux wheels only"
+).LambdaMarshaller
 
 
 class Payment(BaseModel):
