@@ -1,6 +1,6 @@
 """Spans to the X-Ray daemon address over UDP under awslambdaric, sampled and unsampled (datagrams decoded).
 
-Runs once ``traces="xray"`` exists (``OTEL_TRACES_EXPORTER=xray``, built in parallel); skipped before that.
+``OTEL_TRACES_EXPORTER=xray`` with ``AWS_XRAY_DAEMON_ADDRESS`` pointing at a UDP socket on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -8,15 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
-from batchlens.telemetry import TRACES_EXPORTERS
-
 from ._collectors import XrayDaemon
 from ._emulator import lambda_runtime
 from ._support import INVOKE_WAIT_S, batch_spans, orders
-
-pytestmark = pytest.mark.skipif("xray" not in TRACES_EXPORTERS, reason="the xray traces exporter is not built yet")
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 TRACE_ID = "5759e988bd862e3fe1be46a994272793"
