@@ -276,3 +276,18 @@ def test_the_sigterm_flush_flushes_an_initialised_sentry(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "sentry_sdk", fake)
     assert _lifecycle._flush_providers(500) == []
     assert client.flushes == ([0.5] if active else [])
+
+
+@pytest.mark.parametrize(("managed", "processor"), [(False, "FlushSpanProcessor"), (True, "BatchSpanProcessor")])
+def test_xray_spans_leave_on_a_thread_in_managed_instances(
+    handles: list[Any], monkeypatch: pytest.MonkeyPatch, managed: bool, processor: str
+) -> None:
+    from batchlens.telemetry import configure
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    if managed:
+        monkeypatch.setenv("AWS_LAMBDA_MAX_CONCURRENCY", "4")
+    handle = configure(service_name="orders", traces="xray", metrics="none", logs="none", set_global=False)
+    handles.append(handle)
+    processors = handle.tracer_provider._active_span_processor._span_processors
+    assert [type(p).__name__ for p in processors] == [processor]

@@ -6,6 +6,7 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ def run_managed(
     grace_s: float = SIGTERM_GRACE_S,
     expect_spans: bool = True,
     sequential: bool = False,
+    trace_id: str | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> ManagedRun:
     """Start 4 workers, hand them ``invocations`` events at once, optionally SIGTERM them after the last response.
 
@@ -85,9 +88,9 @@ def run_managed(
         assert api.next_calls >= WORKERS, f"only {api.next_calls} of {WORKERS} workers asked for an event"
         events = [orders(RECORDS, failing=1, tag=f"inv{i}") for i in range(invocations)]
         if sequential:  # one request in flight at a time: the latency of a request, without queueing
-            pending = [api.run(event, INVOKE_WAIT_S) for event in events]
+            pending = [api.run(event, INVOKE_WAIT_S, trace_id=trace_id) for event in events]
         else:
-            pending = [api.invoke(event) for event in events]
+            pending = [api.invoke(event, trace_id=trace_id) for event in events]
         for invocation in pending:
             invocation.wait(INVOKE_WAIT_S)
         run = ManagedRun(pending, events, [], "")
@@ -103,6 +106,10 @@ def run_managed(
             process.signal_group(signal.SIGKILL)
         elif expect_spans:
             receiver.wait_for(invocations * SPANS_PER_INVOCATION, 15.0)
+        if until is not None:  # the workers stay up until the condition holds (bounded)
+            deadline = time.monotonic() + 15.0
+            while not until() and time.monotonic() < deadline:
+                time.sleep(0.05)
         run.spans = receiver.snapshot()
         time.sleep(0.2)  # the last log lines through the socket
         run.logs = sock.text()

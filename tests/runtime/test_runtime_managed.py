@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._collectors import HangingCollector
+from ._collectors import HangingCollector, XrayDaemon
 from ._managed import INVOCATIONS, RECORDS, SPANS_PER_INVOCATION, WORKERS, consumed, run_managed
 from ._support import batch_spans, failing_ids, json_lines, probes
 
@@ -82,3 +82,26 @@ def test_a_hanging_collector_adds_no_latency_to_managed_instances_requests(tmp_p
         run = run_managed(tmp_path, {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}, expect_spans=False)
     assert all(i.kind == "response" for i in run.invocations)
     assert max(run.walls_ms) < 1000
+
+
+def test_xray_spans_leave_without_a_flush_in_managed_instances(tmp_path: Path) -> None:
+    # traces="xray" exports at flush time in a standard sandbox; Managed Instances are not flushed per request, so
+    # the spans must leave on the batch processor's schedule (200 ms here) with no SIGTERM
+    header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    expected = 8 * SPANS_PER_INVOCATION
+    with XrayDaemon() as daemon:
+
+        def received() -> int:
+            return sum(len(spans) for _, spans in daemon.decoded())
+
+        run_managed(
+            tmp_path,
+            {"OTEL_TRACES_EXPORTER": "xray", "AWS_XRAY_DAEMON_ADDRESS": daemon.address, "OTEL_BSP_SCHEDULE_DELAY": "200"},
+            invocations=8,
+            expect_spans=False,
+            trace_id=header,
+            until=lambda: received() >= expected,
+        )
+        decoded = daemon.decoded()
+    assert sum(len(spans) for _, spans in decoded) == expected
+    assert {kind for kind, _ in decoded} == {"T1S"}

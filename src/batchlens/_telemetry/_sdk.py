@@ -97,8 +97,12 @@ def _build_tracer_provider(
 
         options["id_generator"] = XRayIdGenerator()
     provider = TracerProvider(resource=resource, **options)
+    from batchlens._telemetry._lifecycle import managed_instances
+
+    # Managed Instances are not flushed per request: X-Ray spans need the batch processor's thread there too
+    inline = not managed_instances()
     for exporter, is_xray in exporters:
-        if is_xray:
+        if is_xray and inline:
             from batchlens._telemetry._span_flush import FlushSpanProcessor
 
             provider.add_span_processor(FlushSpanProcessor(exporter, export_batch))
@@ -111,7 +115,7 @@ def _build_tracer_provider(
         from batchlens._telemetry._xray import follow_lambda_sampling
 
         follow_lambda_sampling(provider)
-        if all(is_xray for _exporter, is_xray in exporters):
+        if inline and all(is_xray for _exporter, is_xray in exporters):
             mark_inline(provider)  # its flush is a UDP send: no worker thread needed
     return provider
 
