@@ -57,6 +57,7 @@ def sentry_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[dict[s
     reset()
 
 
+@pytest.mark.sentry
 def test_sentry_is_switched_on_by_environment_variables(
     monkeypatch: pytest.MonkeyPatch,
     load: Callable[..., ModuleType],
@@ -80,6 +81,7 @@ def test_sentry_is_switched_on_by_environment_variables(
     assert event["tags"]["messaging.message.id"] == failed_id
 
 
+@pytest.mark.sentry
 def test_sentry_stays_off_without_configuration(
     load: Callable[..., ModuleType], sentry_events: tuple[list[dict[str, Any]], list[str]]
 ) -> None:

@@ -222,6 +222,7 @@ def sentry_transport() -> Iterator[KeepingTransport]:
     reset_sentry()
 
 
+@pytest.mark.sentry
 def test_validation_input_reaches_no_sentry_event(sentry_transport):
     """The Sentry event of a model failure describes it without the body."""
     run_model_batch(Telemetry(tracing=False, metrics=False, logging=False, sentry=True))

@@ -32,6 +32,8 @@ from batchlens import (
 from batchlens._telemetry.sentry import SentryObserver
 from batchlens.testing import kinesis_event, lambda_context, sqs_event, sqs_fifo_event
 
+pytestmark = pytest.mark.sentry
+
 SENTRY_ONLY = Telemetry(tracing=False, metrics=False, logging=False, sentry=True)
 
 

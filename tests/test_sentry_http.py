@@ -27,6 +27,8 @@ from batchlens import BatchProcessor, EventType, Telemetry, process_partial_resp
 from batchlens._telemetry._errors import MAX_MESSAGE_CHARS, error_type, exception_message
 from batchlens.testing import lambda_context, sqs_event
 
+pytestmark = pytest.mark.sentry
+
 REQUEST_ID = "6f0c8e1e-2d4c-4b6e-9a59-0d1f3c1d2e3f"
 
 

@@ -10,7 +10,10 @@ global event processor is registered (once per process) that:
 * replaces the text of a ``BaseBatchProcessingError`` (its summary followed by every record's formatted
   traceback, where validation errors quote the body) with batchlens' message for it, the summary alone (as on
   spans and log lines), so no record failure is reported a second time inside the batch's event;
-* tags that event ``otel.trace_id`` with the batch span's trace id, when batchlens' Sentry observer noted it.
+* tags that event ``otel.trace_id`` with the batch span's trace id, when batchlens' Sentry observer noted it;
+* drops the event Sentry's ``LoggingIntegration`` makes of batchlens' own ``record failed`` log line (an ERROR
+  record of the ``batchlens`` logger) while batchlens' Sentry observer runs the batch, because that observer
+  already sends the record's failure as an event of its own, with the exception.
 
 sentry-sdk is never imported here: the check is a lookup in ``sys.modules`` until it succeeds, then a flag.
 The application's own frames keep their variables unless it turns them off (``include_local_variables=False``
@@ -21,17 +24,21 @@ from __future__ import annotations
 
 import os
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 from batchlens.exceptions import BaseBatchProcessingError
 
-__all__ = ["OTEL_TRACE_ID_TAG", "exception_chain", "guard_sentry_events", "scrub_event"]
+__all__ = ["OTEL_TRACE_ID_TAG", "RECORDS_SENT", "exception_chain", "guard_sentry_events", "scrub_event"]
 
 OTEL_TRACE_ID_TAG = "otel.trace_id"
 """Tag (on events) and attribute (on Sentry's span) holding batchlens' OpenTelemetry trace id, 32 hex digits."""
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _registered = False
+
+RECORDS_SENT: ContextVar[bool] = ContextVar("batchlens_sentry_records_sent", default=False)
+"""True while batchlens' Sentry observer runs a batch: it sends every failed record itself."""
 
 
 def guard_sentry_events() -> None:
@@ -60,8 +67,10 @@ def _register(sdk: Any) -> None:
     _registered = True
 
 
-def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any] | None:
     """The event processor: batchlens' frames lose their variables, a batch error loses its record texts."""
+    if RECORDS_SENT.get() and _is_record_failed_line(event):
+        return None
     for section in ("exception", "threads"):
         for value in _values(event, section):
             stacktrace = value.get("stacktrace")
@@ -75,6 +84,21 @@ def scrub_event(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     if isinstance(exc, BaseException):
         _describe_batch_errors(event, exc)
     return event
+
+
+def _is_record_failed_line(event: dict[str, Any]) -> bool:
+    logger = event.get("logger")
+    if not isinstance(logger, str):
+        return False
+    # imported here only: batchlens' logging and Sentry observers are running, so these modules are loaded
+    from batchlens._telemetry._log_stdlib import LOGGER_NAME
+    from batchlens._telemetry.logs import RECORD_FAILED
+
+    if logger != LOGGER_NAME:
+        return False
+    entry = event.get("logentry")
+    message = entry.get("message") if isinstance(entry, dict) else event.get("message")
+    return message == RECORD_FAILED
 
 
 def _values(event: dict[str, Any], section: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from batchlens._observer import FAILURE, noop_hook
-from batchlens._sentry_guard import OTEL_TRACE_ID_TAG, exception_chain, guard_sentry_events
+from batchlens._sentry_guard import OTEL_TRACE_ID_TAG, RECORDS_SENT, exception_chain, guard_sentry_events
 from batchlens._telemetry._errors import error_type, exception_message
 from batchlens.exceptions import BaseBatchProcessingError
 
@@ -34,6 +34,7 @@ SENTRY_TRACE_ID_ATTRIBUTE = "sentry.trace_id"
 events Sentry captures itself during the invocation, such as an unhandled ``BatchProcessingError``."""
 
 _TRACE_KEY = "batchlens.sentry.otel_trace_id"  # BatchInfo.extra: the batch span's trace id
+_TOKEN_KEY = "batchlens.sentry.records_sent"  # BatchInfo.extra: the RECORDS_SENT token to reset
 _INSTALL_HINT = "pip install 'batchlens[sentry]'"
 _log = logging.getLogger("batchlens")
 
@@ -81,6 +82,7 @@ class SentryObserver:
         if self._dsn and not _has_transport(self._sdk.get_client()):
             self._sdk.init(dsn=self._dsn, **_no_pii_options(self._sdk))
             guard_sentry_events()  # the client exists only now: scrub batchlens' frames from this batch on
+        batch.extra[_TOKEN_KEY] = RECORDS_SENT.set(True)
         span = trace.get_current_span()  # the batch span: tracing runs first and makes it current
         span_context = span.get_span_context()
         if span_context.is_valid and _has_transport(self._sdk.get_client()):
@@ -110,7 +112,13 @@ class SentryObserver:
                 _log.warning("batchlens could not send a failed record to Sentry (reported once)", exc_info=True)
 
     def batch_end(self, batch: BatchInfo) -> None:
-        """Note the batch span's trace id on a batch error leaving the batch, for the event that reports it."""
+        """End the batch's record sending; note the batch span's trace id on a batch error leaving the batch."""
+        token = batch.extra.pop(_TOKEN_KEY, None)
+        if token is not None:
+            try:
+                RECORDS_SENT.reset(token)
+            except ValueError:  # set in another context (a custom processor's threads): end it here all the same
+                RECORDS_SENT.set(False)
         error = batch.error
         if isinstance(error, BaseBatchProcessingError):
             error._otel_trace_id = batch.extra.get(_TRACE_KEY)
