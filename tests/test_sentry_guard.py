@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import subprocess
 import sys
 import warnings
@@ -18,7 +19,6 @@ from typing import Any
 import pytest
 import sentry_sdk
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import Json
 from sentry_sdk.integrations.aws_lambda import AwsLambdaIntegration, _wrap_handler
@@ -196,15 +196,6 @@ print("sentry_sdk" in sys.modules)
 
 
 # -- nothing reported twice, the two traces joined -------------------------------------------------------------------
-@pytest.fixture
-def spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider, exporter
-    provider.shutdown()
-
-
 def batch_span(exporter: InMemorySpanExporter) -> ReadableSpan:
     (span,) = [s for s in exporter.get_finished_spans() if "messaging.batch.message_count" in (s.attributes or {})]
     return span
@@ -226,9 +217,9 @@ def run_with_integration(provider: TracerProvider, bodies: list[str], seed: int)
     return event, invoke(lambda_handler, event)
 
 
-def test_whole_batch_failure_with_both_captures_reports_each_record_once(spans):
+def test_whole_batch_failure_with_both_captures_reports_each_record_once(tracer_provider, span_exporter):
     """batchlens sends each record; the integration's batch event repeats none of them and names the OTel trace."""
-    provider, exporter = spans
+    provider, exporter = tracer_provider, span_exporter
     kept = init_sentry()
     event, error = run_with_integration(provider, ["a", "b"], seed=4)
     assert isinstance(error, BatchProcessingError)
@@ -247,9 +238,9 @@ def test_whole_batch_failure_with_both_captures_reports_each_record_once(spans):
         assert own["contexts"]["trace"]["trace_id"] == trace_id
 
 
-def test_sentry_span_and_otel_batch_span_name_each_other(spans):
+def test_sentry_span_and_otel_batch_span_name_each_other(tracer_provider, span_exporter):
     """With Sentry tracing, its span carries otel.trace_id and the OTel batch span carries sentry.trace_id."""
-    provider, exporter = spans
+    provider, exporter = tracer_provider, span_exporter
     kept = init_sentry(traces_sample_rate=1.0)
     event, response = run_with_integration(provider, ["a", "ok"], seed=5)
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
@@ -264,22 +255,11 @@ def test_sentry_span_and_otel_batch_span_name_each_other(spans):
     assert batch.attributes["sentry.trace_id"] != otel_trace_id
 
 
-def test_no_link_attributes_without_a_sentry_client(spans):
+def test_no_link_attributes_without_a_sentry_client(tracer_provider, span_exporter):
     """batchlens' Sentry on but no client: the batch span says nothing about Sentry."""
-    provider, exporter = spans
+    provider, exporter = tracer_provider, span_exporter
     run_with_integration(provider, ["ok"], seed=6)
     assert "sentry.trace_id" not in (batch_span(exporter).attributes or {})
-
-
-class ListHandler(logging.Handler):
-    """The application's own handler, so batchlens logs through ``logging``; keeps the records."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def test_record_failed_log_line_is_not_a_second_event():
@@ -288,7 +268,7 @@ def test_record_failed_log_line_is_not_a_second_event():
     kept = init_sentry(integrations=[LoggingIntegration(event_level=logging.ERROR)])
     own = logging.getLogger("batchlens")
     saved = (list(own.handlers), own.level)
-    handler = ListHandler()
+    handler = logging.handlers.BufferingHandler(capacity=100)  # the application's own handler: batchlens logs to it
     own.addHandler(handler)
     own.setLevel(logging.INFO)
     try:
@@ -299,7 +279,7 @@ def test_record_failed_log_line_is_not_a_second_event():
     finally:
         own.handlers[:] = saved[0]
         own.setLevel(saved[1])
-    assert [r.getMessage() for r in handler.records].count("record failed") == 2  # logged both times
+    assert [r.getMessage() for r in handler.buffer].count("record failed") == 2  # logged both times
     log_events = [e for e in kept.events if e.get("logger") == "batchlens"]
     own_events = [e for e in kept.events if "messaging.message.id" in (e.get("tags") or {})]
     assert len(own_events) == 1
