@@ -284,3 +284,24 @@ def test_record_failed_log_line_is_not_a_second_event():
     own_events = [e for e in kept.events if "messaging.message.id" in (e.get("tags") or {})]
     assert len(own_events) == 1
     assert len(log_events) == 1  # the batch without batchlens' Sentry capture
+
+
+def test_batch_span_finds_the_integrations_batch_event_without_sentry_tracing(tracer_provider, span_exporter):
+    """No traces_sample_rate: the batch span's sentry.trace_id is the trace of the integration's batch event."""
+    kept = init_sentry()
+    _, error = run_with_integration(tracer_provider, ["a", "b"], seed=8)
+    assert isinstance(error, BatchProcessingError)
+    sentry_trace_id = batch_span(span_exporter).attributes["sentry.trace_id"]
+    assert batch_event(kept)["contexts"]["trace"]["trace_id"] == sentry_trace_id
+
+
+def test_no_sentry_trace_id_without_a_sentry_span(tracer_provider, span_exporter):
+    """A client but no Sentry span (no integration): Sentry's process-wide trace id would mislead, so none."""
+    kept = init_sentry()
+    telemetry = Telemetry(tracing=True, metrics=False, logging=False, sentry=True, tracer_provider=tracer_provider)
+    process_partial_response(
+        sqs_event(["a", "ok"], seed=9), failing, BatchProcessor(EventType.SQS, telemetry=telemetry)
+    )
+    assert "sentry.trace_id" not in (batch_span(span_exporter).attributes or {})
+    (sent,) = kept.events
+    assert sent["tags"]["otel.trace_id"] == format(batch_span(span_exporter).context.trace_id, "032x")

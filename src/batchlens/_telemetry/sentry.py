@@ -29,9 +29,9 @@ REQUEST_ID_TAG = "faas.invocation_id"
 conventions), so one search string finds the event, the span and the invocation's log lines."""
 
 SENTRY_TRACE_ID_ATTRIBUTE = "sentry.trace_id"
-"""Attribute of the batch span holding the trace id of Sentry's current scope (its span's trace, with
-``AwsLambdaIntegration`` the trace of its ``queue.process`` span, else its propagation context): the trace of
-events Sentry captures itself during the invocation, such as an unhandled ``BatchProcessingError``."""
+"""Attribute of the batch span holding Sentry's trace id while a Sentry span is current (``AwsLambdaIntegration``'s,
+or the application's): the trace of that span and of the events Sentry captures itself during the invocation,
+such as an unhandled ``BatchProcessingError``."""
 
 _TRACE_KEY = "batchlens.sentry.otel_trace_id"  # BatchInfo.extra: the batch span's trace id
 _TOKEN_KEY = "batchlens.sentry.records_sent"  # BatchInfo.extra: the RECORDS_SENT token to reset
@@ -229,11 +229,15 @@ def _no_pii_options(sdk: Any) -> dict[str, Any]:
 def _cross_link(sdk: Any, otel_span: Any, otel_trace_id: str) -> None:
     """Sentry's current span names the batch span's trace; the batch span names Sentry's current trace."""
     sentry_span = sdk.get_current_span()
-    if sentry_span is not None:
-        # 3.x spans take attributes; 2.x spans and transactions take tags
-        setter = getattr(sentry_span, "set_attribute", None) or sentry_span.set_tag
-        setter(OTEL_TRACE_ID_TAG, otel_trace_id)
-    # "<trace id>-<span id>[-<sampled>]" of the active span, else of the scope's propagation context
+    if sentry_span is None:
+        # no Sentry span (no AwsLambdaIntegration, no span of the application's): Sentry's trace id would be the
+        # process-wide propagation context's, shared by every invocation and by none of batchlens' events
+        return
+    # 3.x spans take attributes; 2.x spans and transactions take tags
+    setter = getattr(sentry_span, "set_attribute", None) or sentry_span.set_tag
+    setter(OTEL_TRACE_ID_TAG, otel_trace_id)
+    # "<trace id>-<span id>[-<sampled>]" of a sampled span, else of the propagation context (an unsampled 2.x
+    # transaction has a trace id of its own that no event carries): the trace of the invocation's own events
     traceparent = sdk.get_traceparent()
     if isinstance(traceparent, str) and traceparent:
         otel_span.set_attribute(SENTRY_TRACE_ID_ATTRIBUTE, traceparent.split("-", 1)[0])
