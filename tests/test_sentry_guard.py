@@ -152,14 +152,12 @@ def test_the_documented_option_turns_off_the_applications_frame_variables():
     assert MARKER not in kept.serialized()
 
 
-def test_the_processor_is_registered_once_and_only_with_a_client():
-    """Without a client nothing is registered; with one, exactly one processor whatever the number of batches.
-
-    Run in a fresh interpreter: registration is once per process.
-    """
+def test_the_processor_is_registered_once_sentry_sdk_is_imported_and_scrubs_a_later_client():
+    """Registered at the first batch after ``import sentry_sdk``, once whatever the number of batches; a client
+    initialised afterwards gets batchlens' frames scrubbed. Run in a fresh interpreter: registration is once per
+    process."""
     script = f"""
-import sentry_sdk
-import sentry_sdk.scope as scope_module
+import sys
 from batchlens import BatchProcessor, EventType, Telemetry, process_partial_response
 from batchlens._sentry_guard import scrub_event
 from batchlens.testing import sqs_event
@@ -167,11 +165,29 @@ from batchlens.testing import sqs_event
 processor = BatchProcessor(EventType.SQS, telemetry=Telemetry.disabled())
 event = sqs_event(["a"], seed=1)
 process_partial_response(event, lambda record: None, processor)
+import sentry_sdk
+import sentry_sdk.scope as scope_module
+from sentry_sdk.transport import Transport
 assert scrub_event not in scope_module.global_event_processors
-sentry_sdk.init(dsn={TEST_DSN!r}, default_integrations=False)
 for _ in range(3):
     process_partial_response(event, lambda record: None, processor)
 assert scope_module.global_event_processors.count(scrub_event) == 1
+
+class Keep(Transport):
+    envelopes = []
+    def capture_envelope(self, envelope):
+        self.envelopes.append(envelope)
+
+sentry_sdk.init(dsn={TEST_DSN!r}, transport=Keep(), default_integrations=False)
+try:
+    process_partial_response(event, lambda record: 1 / 0, processor)
+except Exception:
+    sentry_sdk.capture_exception()
+(sent,) = [e.get_event() for e in Keep.envelopes]
+frames = [f for v in sent["exception"]["values"] for f in v["stacktrace"]["frames"]]
+assert any(f["module"] == "batchlens._functions" for f in frames)
+assert all("vars" not in f for f in frames if f["module"].startswith("batchlens."))
+assert any("vars" in f for f in frames if f["module"] == "__main__")
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)

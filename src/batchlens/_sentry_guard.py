@@ -3,8 +3,8 @@
 sentry-sdk keeps the local variables of every stack frame by default, and batchlens' frames hold the event and
 its records (``event`` and ``records`` in ``process_partial_response``): when a whole batch fails and Sentry's
 ``AwsLambdaIntegration`` (or any other capture) reports the ``BatchProcessingError``, every body would reach
-Sentry, even with batchlens' own Sentry capture off. So once sentry-sdk is imported and has an active client, a
-global event processor is registered (once per process) that:
+Sentry, even with batchlens' own Sentry capture off. So once sentry-sdk is imported, a global event processor is
+registered (once per process; it has nothing to do until a client captures events) that:
 
 * removes ``vars`` from every frame of batchlens' own code (``exception`` and ``threads`` stack traces);
 * replaces the text of a ``BaseBatchProcessingError`` (its summary followed by every record's formatted
@@ -15,7 +15,9 @@ global event processor is registered (once per process) that:
   record of the ``batchlens`` logger) while batchlens' Sentry observer runs the batch, because that observer
   already sends the record's failure as an event of its own, with the exception.
 
-sentry-sdk is never imported here: the check is a lookup in ``sys.modules`` until it succeeds, then a flag.
+sentry-sdk is never imported here: the check is a lookup in ``sys.modules`` until it succeeds, then a flag. (Asking
+for the client instead would cost tens of microseconds per batch on 3.x while none exists: ``get_client()``
+builds a ``NonRecordingClient`` each time.)
 The application's own frames keep their variables unless it turns them off (``include_local_variables=False``
 in 2.x, ``data_collection={"stack_frame_variables": False}`` in 3.x).
 """
@@ -42,27 +44,17 @@ RECORDS_SENT: ContextVar[bool] = ContextVar("batchlens_sentry_records_sent", def
 
 
 def guard_sentry_events() -> None:
-    """Register the event processor if sentry-sdk is imported and has an active client (once per process)."""
+    """Register the event processor if sentry-sdk is imported (once per process)."""
+    global _registered
     if _registered:
         return
-    sdk = sys.modules.get("sentry_sdk")
-    if sdk is not None:
-        _register(sdk)
-
-
-def _register(sdk: Any) -> None:
-    global _registered
+    # ``import sentry_sdk`` imports sentry_sdk.scope; its module-level list survives re-initialisation
+    add = getattr(sys.modules.get("sentry_sdk.scope"), "add_global_event_processor", None)
+    if add is None:  # not imported, still being imported, or an unfamiliar version: look again at the next batch
+        return
     try:
-        if not sdk.get_client().is_active():
-            return
-        # sentry_sdk imports sentry_sdk.scope itself; the module-level list survives re-initialisation
-        scope_module = sys.modules.get("sentry_sdk.scope")
-        add = getattr(scope_module, "add_global_event_processor", None)
-        if add is None:
-            return
         add(scrub_event)
     except Exception:
-        # a half-imported or unfamiliar sentry-sdk: try again at the next batch
         return
     _registered = True
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from batchlens._observer import FAILURE, noop_hook
-from batchlens._sentry_guard import OTEL_TRACE_ID_TAG, RECORDS_SENT, exception_chain, guard_sentry_events
+from batchlens._sentry_guard import OTEL_TRACE_ID_TAG, RECORDS_SENT, exception_chain
 from batchlens._telemetry._errors import error_type, exception_message
 from batchlens.exceptions import BaseBatchProcessingError
 
@@ -81,7 +81,6 @@ class SentryObserver:
         # application's own sentry_sdk.init() call further down the module.
         if self._dsn and not _has_transport(self._sdk.get_client()):
             self._sdk.init(dsn=self._dsn, **_no_pii_options(self._sdk))
-            guard_sentry_events()  # the client exists only now: scrub batchlens' frames from this batch on
         batch.extra[_TOKEN_KEY] = RECORDS_SENT.set(True)
         span = trace.get_current_span()  # the batch span: tracing runs first and makes it current
         span_context = span.get_span_context()
