@@ -18,10 +18,10 @@ import structlog
 from structlog.testing import capture_logs
 
 from batchlens import BatchProcessor, EventType, Telemetry, process_partial_response
+from batchlens._cli_common import _configure_stderr_logging
 from batchlens._telemetry import _log_render
 from batchlens._telemetry._errors import MAX_MESSAGE_CHARS, MAX_STACKTRACE_CHARS
 from batchlens._telemetry.logs import REQUEST_ID_KEY
-from batchlens.cli import _configure_stderr_logging
 from batchlens.telemetry import TelemetryHandle, configure
 from batchlens.testing import lambda_context, sqs_event
 

@@ -134,6 +134,7 @@ def _sync_invoker(processor: BatchProcessor) -> Callable[[int], Any]:
     return lambda i: lambda_handler(json.loads(template), lambda_context(seed=i))
 
 
+@pytest.mark.slow  # 2,000 invocations under tracemalloc: 20-30 s each
 def test_sync_processor_retains_no_memory_across_invocations(live_telemetry: Telemetry) -> None:
     """2,000 warm sync invocations with a per-invocation closure handler grow memory by at most 1 MB."""
     processor = BatchProcessor(EventType.SQS, telemetry=live_telemetry)
@@ -143,6 +144,7 @@ def test_sync_processor_retains_no_memory_across_invocations(live_telemetry: Tel
     assert growth <= BUDGET_BYTES, f"{growth / 1e6:.2f} MB retained over {INVOCATIONS} invocations"
 
 
+@pytest.mark.slow  # 2,000 invocations under tracemalloc: 20-30 s each
 def test_threaded_processor_retains_no_memory_across_invocations(live_telemetry: Telemetry) -> None:
     """2,000 warm invocations on a thread pool (max_workers=2) grow memory by at most 1 MB."""
     # the flush (every provider collected and exported) is the same code for every processor and is covered by
@@ -154,6 +156,7 @@ def test_threaded_processor_retains_no_memory_across_invocations(live_telemetry:
     assert growth <= BUDGET_BYTES, f"{growth / 1e6:.2f} MB retained over {INVOCATIONS} invocations"
 
 
+@pytest.mark.slow  # 2,000 invocations under tracemalloc: 20-30 s each
 def test_async_processor_retains_no_memory_across_invocations(
     live_telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

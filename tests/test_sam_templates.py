@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from _deployment_support import layer_directory
 from _sam_support import SAM_DIR, load, only_function, resources_of_type
 
 EXAMPLES_DIR = SAM_DIR.parent
@@ -47,6 +48,7 @@ def test_every_template_is_covered() -> None:
     assert sorted(p.name for p in SAM_DIR.glob("*.yaml")) == ALL_TEMPLATES
 
 
+@pytest.mark.slow  # cfn-lint takes 10-15 s to start
 def test_cfn_lint_exits_zero_for_the_shipped_templates(
     lint_of_shipped_templates: subprocess.CompletedProcess[str],
 ) -> None:
@@ -55,6 +57,7 @@ def test_cfn_lint_exits_zero_for_the_shipped_templates(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ALL_TEMPLATES)
 def test_template_passes_cfn_lint(name: str, lint_of_shipped_templates: subprocess.CompletedProcess[str]) -> None:
     """cfn-lint (with the SAM transform) reports nothing, not even a warning, for the template."""
@@ -62,6 +65,7 @@ def test_template_passes_cfn_lint(name: str, lint_of_shipped_templates: subproce
     assert [m for m in matches if Path(m["Filename"]).name == name] == []
 
 
+@pytest.mark.slow
 def test_cfn_lint_catches_a_broken_template(tmp_path: Path) -> None:
     """The lint check can fail: an end-of-life runtime and a reference to an undefined queue are both reported."""
     template = (SAM_DIR / "sqs_batch_processing.yaml").read_text()
@@ -159,6 +163,8 @@ def _translate(name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     for resource in resources_of_type(template, "AWS::Serverless::Function").values():
         # The translator only accepts uploaded code; `sam deploy` does this replacement.
         resource["Properties"]["CodeUri"] = "s3://example-bucket/code.zip"
+    for resource in resources_of_type(template, "AWS::Serverless::LayerVersion").values():
+        resource["Properties"]["ContentUri"] = "s3://example-bucket/layer.zip"
 
     class _NoManagedPolicies:
         def load(self) -> dict[str, str]:
@@ -190,3 +196,34 @@ def test_sam_transform_grants_send_message_to_the_on_failure_queue(name: str, mo
     send = [s for s in statements if s["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])]
     assert len(send) == 1
     assert send[0]["Resource"]["Fn::GetAtt"][1] == "Arn"
+
+
+@pytest.mark.parametrize("name", ALL_TEMPLATES)
+def test_function_gets_the_layer_the_deployment_command_builds(name: str) -> None:
+    """BatchlensLayer's ContentUri is the directory docs/deployment.md's command fills, given to every function."""
+    template = load(name)
+    layer = template["Resources"]["BatchlensLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert "Metadata" not in layer  # no BuildMethod: `sam build` takes the built directory as it is
+    assert (SAM_DIR / layer["Properties"]["ContentUri"]).resolve() == layer_directory()
+    assert layer["Properties"]["CompatibleRuntimes"] == [runtime_of(template, only_function(template))]
+    assert {"Ref": "BatchlensLayer"} in template["Globals"]["Function"]["Layers"]
+
+
+@pytest.mark.parametrize("name", ALL_TEMPLATES)
+def test_sam_transform_attaches_the_batchlens_layer(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the SAM transform the function's Layers reference the published batchlens layer version."""
+    resources = _translate(name, monkeypatch)
+    (function,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    versions = [n for n, r in resources.items() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert [n for n in versions if n.startswith("BatchlensLayer")] != []
+    assert any(layer.get("Ref") in versions for layer in function["Properties"]["Layers"] if isinstance(layer, dict))
+
+
+@pytest.mark.parametrize("name", ALL_TEMPLATES)
+def test_function_code_does_not_ask_pip_for_the_unpublished_distribution(name: str) -> None:
+    """A requirements.txt beside the function's code never names batchlens: `sam build` would fail on it."""
+    requirements = SAM_DIR / only_function(load(name))["Properties"]["CodeUri"] / "requirements.txt"
+    if requirements.is_file():
+        lines = [line.split("#", 1)[0].strip() for line in requirements.read_text().splitlines()]
+        assert [line for line in lines if line.lower().startswith("batchlens")] == []

@@ -95,8 +95,8 @@ def test_every_span_attribute_name_is_registered_or_batchlens_own(span_exporter,
         assert expected in emitted
     unknown = sorted(k for k in emitted if not k.startswith("batchlens.") and k not in registry)
     assert unknown == []
-    readme = Path(__file__).parents[1].joinpath("README.md").read_text()
-    spans_section = readme[readme.index("### Spans") : readme.index("### Metrics")]
+    reference = Path(__file__).parents[1].joinpath("docs", "telemetry.md").read_text(encoding="utf-8")
+    spans_section = reference[reference.index("## Spans") : reference.index("## Metrics")]
     undocumented = sorted(k for k in emitted if f"`{k}`" not in spans_section and not k.startswith("test."))
     assert undocumented == []
 
@@ -113,7 +113,7 @@ def test_enumerated_values_are_the_registry_values_except_batchlens_own_systems(
 
     systems = {v.value for v in MessagingSystemValues}
     assert {SQS.messaging_system, KAFKA.messaging_system} <= systems
-    # the registry has no Kinesis or DynamoDB Streams value: the README says these two are batchlens' own
+    # the registry has no Kinesis or DynamoDB Streams value: docs/telemetry.md says these two are batchlens' own
     assert KINESIS.messaging_system not in systems
     assert DYNAMODB.messaging_system not in systems
     triggers = {v.value for v in FaasTriggerValues}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from batchlens._base import BasePartialProcessor, _handler_name
 from batchlens._config import Telemetry
 from batchlens._env import env_int
-from batchlens._processor import BasePartialBatchProcessor, _stop_policy, _validate_workers
+from batchlens._partial import BasePartialBatchProcessor, _stop_policy, _validate_workers
 from batchlens._sources import EventType
 
 if TYPE_CHECKING:

@@ -12,19 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from batchlens._cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_BATCH_FAILED,
+    EXIT_OK,
+    BadInput,
+    _configure_stderr_logging,
+    _load_handler,
+)
+
 __all__ = ["main"]
 
 EVENT_KINDS = ("sqs", "fifo", "kinesis", "dynamodb", "kafka")
 PROCESSORS = ("sync", "async", "fifo", "fifo-async")
-
-EXIT_OK = 0
-EXIT_BATCH_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-class BadInput(Exception):
-    """A problem with what the user gave us: reported on one line, exit code 2."""
-
 
 # -- sample events and the sample handler -----------------------------------------------------------------------
 def _make_event(kind: str, count: int, fail_rate: float, seed: int | None, groups: int = 1) -> dict[str, Any]:
@@ -206,30 +206,6 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # -- run ---------------------------------------------------------------------------------------------------------------
-def _load_handler(spec: str) -> Any:
-    import importlib
-
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise BadInput(f"--handler {spec!r} must look like module:function")
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise BadInput(f"cannot import handler module {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    target: Any = module
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise BadInput(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not callable(target):
-        raise BadInput(f"{spec} is not callable")
-    return target
-
-
 def _default_processor(kind: str | None, event_type: Any, event: Any, handler: Any) -> str:
     """The processor ``run`` uses without ``--processor``: FIFO for FIFO queues, async for ``async def`` handlers."""
     import inspect
@@ -288,25 +264,6 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
     lines = str(error).strip().splitlines()
     line = lines[0] if lines else type(error).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _configure_stderr_logging() -> None:
-    import structlog
-
-    from batchlens._telemetry._log_render import render_exception
-
-    # the CLI is the application here, so configuring structlog is ours to do; tracebacks are bounded text
-    # without frame locals, as in every pipeline batchlens chooses
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            render_exception,
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:

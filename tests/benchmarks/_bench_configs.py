@@ -94,7 +94,7 @@ def make_configs(
         batchlens.EventType.SQS,
         telemetry=batchlens.Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, flush="never"),
     )
-    # the README's "trade detail for speed" settings: no response capture, success lines at debug (dropped by
+    # docs/performance.md's "trade detail for speed" settings: no response capture, success lines at debug (dropped by
     # the info-level logger after a level check); spans, failure lines and metrics as in C
     bl_lean = batchlens.BatchProcessor(
         batchlens.EventType.SQS,

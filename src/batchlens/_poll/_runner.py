@@ -22,7 +22,7 @@ BOTO3_HINT = "batchlens poll needs boto3: pip install 'batchlens[local]'"
 
 
 def _bad_input(message: str) -> Exception:
-    from batchlens.cli import BadInput
+    from batchlens._cli_common import BadInput
 
     return BadInput(message)
 
@@ -157,9 +157,9 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
         stop: Set it (from another thread) to stop after the batch in flight, as Ctrl-C does.
     """
     boto3 = _boto3()
+    from batchlens._cli_common import _configure_stderr_logging, _load_handler
     from batchlens._poll._context import invoke, make_context
     from batchlens._poll._events import region_and_account
-    from batchlens.cli import _configure_stderr_logging, _load_handler
 
     stop = stop or threading.Event()
     telemetry = _start_metrics(options.metrics_port, err) if options.metrics_port is not None else None
