@@ -26,6 +26,7 @@ __all__ = ["main"]
 EVENT_KINDS = ("sqs", "fifo", "kinesis", "dynamodb", "kafka")
 PROCESSORS = ("sync", "async", "fifo", "fifo-async")
 
+
 # -- sample events and the sample handler -----------------------------------------------------------------------
 def _make_event(kind: str, count: int, fail_rate: float, seed: int | None, groups: int = 1) -> dict[str, Any]:
     from batchlens import testing

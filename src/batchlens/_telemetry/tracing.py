@@ -267,7 +267,7 @@ class TracingObserver:
         parent: Context | None = None
         if not current.get_span_context().is_valid:
             if self._telemetry.xray_parent:
-                parent = invocation_parent()
+                parent = invocation_parent(provider)
         elif _adoptable(current):
             self._adopt(batch, state, current, attributes)
             return
