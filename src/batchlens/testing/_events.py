@@ -57,9 +57,11 @@ Payload = str | bytes | Mapping[str, Any]
 class _Generator:
     """Random source and clock shared by one factory call."""
 
-    def __init__(self, seed: int | None) -> None:
+    def __init__(self, seed: int | None, now_ms: int | None = None) -> None:
         self.rng = random.Random(seed)
-        self.now_ms = _SEEDED_EPOCH_MS if seed is not None else int(time.time() * 1000)
+        if now_ms is None:
+            now_ms = _SEEDED_EPOCH_MS if seed is not None else int(time.time() * 1000)
+        self.now_ms = now_ms
 
     def uuid4(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -108,8 +110,28 @@ def _resolve_payloads(
     return [make(i, i in failing) for i in range(n)]
 
 
+_ITEMS = ("keyboard", "mouse", "monitor", "headset")
+
+
 def _sample_order(index: int, fails: bool) -> dict[str, Any]:
-    return {"order_id": f"order-{index + 1:04d}", "status": "fail" if fails else "ok", "quantity": index + 1}
+    # the fields the examples/getting_started_* handlers (and examples/sqs_fifo) read; a failing order's item
+    # starts with "fail" and its amount is 0, so the examples that check those fail it too
+    item = _ITEMS[index % len(_ITEMS)]
+    return {
+        "order_id": f"order-{index + 1:04d}",
+        "status": "fail" if fails else "ok",
+        "quantity": index + 1,
+        "item": f"fail-{item}" if fails else item,
+        "amount": 0 if fails else round(9.5 * (index % 7 + 1), 2),
+    }
+
+
+def _sample_click(index: int, fails: bool) -> dict[str, Any]:
+    return {**_sample_order(index, fails), "page": f"/items/{_ITEMS[index % len(_ITEMS)]}", "user": f"user-{index % 5}"}
+
+
+def _sample_payment(index: int, fails: bool) -> dict[str, Any]:
+    return {**_sample_order(index, fails), "payment_id": f"payment-{index + 1:04d}"}
 
 
 def _to_bytes(payload: Payload) -> bytes:
@@ -192,6 +214,7 @@ def sqs_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
     trace_header: bool = False,
 ) -> dict[str, Any]:
     """Build an SQS standard-queue event.
@@ -205,6 +228,8 @@ def sqs_event(
         account_id: AWS account id of the queue.
         fail_rate: Share of generated bodies that contain ``"fail"`` (0.0 to 1.0).
         seed: Makes ids, timestamps and the choice of failing records deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
         trace_header: Add an X-Ray ``AWSTraceHeader`` system attribute to every record, as SQS does when
             the producer was traced.
 
@@ -212,7 +237,7 @@ def sqs_event(
         ``{"Records": [...]}`` with the fields Lambda sends (``messageId``, ``receiptHandle``, ``body``,
         ``attributes``, ``md5OfBody``, ``eventSourceARN``, ...).
     """
-    gen = _Generator(seed)
+    gen = _Generator(seed, timestamp_ms)
     payloads = _resolve_payloads(bodies, count, fail_rate, gen, _sample_order, "bodies")
     records = _sqs_records(
         payloads,
@@ -236,6 +261,7 @@ def sqs_fifo_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
     trace_header: bool = False,
 ) -> dict[str, Any]:
     """Build an SQS FIFO event.
@@ -253,6 +279,8 @@ def sqs_fifo_event(
         account_id: AWS account id of the queue.
         fail_rate: Share of generated bodies that contain ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
         trace_header: Add an ``AWSTraceHeader`` attribute to every record.
 
     Returns:
@@ -262,7 +290,7 @@ def sqs_fifo_event(
         raise ValueError(f"groups must be at least 1, got {groups}")
     if not queue.endswith(".fifo"):
         raise ValueError(f"FIFO queue names end in '.fifo', got {queue!r}")
-    gen = _Generator(seed)
+    gen = _Generator(seed, timestamp_ms)
     payloads = _resolve_payloads(bodies, count, fail_rate, gen, _sample_order, "bodies")
     records = _sqs_records(
         payloads,
@@ -290,6 +318,7 @@ def kinesis_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> dict[str, Any]:
     """Build a Kinesis Data Streams event.
 
@@ -303,13 +332,15 @@ def kinesis_event(
         account_id: AWS account id of the stream.
         fail_rate: Share of generated payloads whose decoded data contains ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
 
     Returns:
         ``{"Records": [...]}`` with increasing 56-digit sequence numbers and
         ``eventID == "<shard_id>:<sequenceNumber>"``.
     """
-    gen = _Generator(seed)
-    payloads = _resolve_payloads(data, count, fail_rate, gen, _sample_order, "data")
+    gen = _Generator(seed, timestamp_ms)
+    payloads = _resolve_payloads(data, count, fail_rate, gen, _sample_click, "data")
     arn = f"arn:aws:kinesis:{region}:{account_id}:stream/{stream}"
     # Real sequence numbers are 56-digit decimals that grow along the shard.
     sequence = 495 * 10**53 + gen.rng.randrange(10**50)
@@ -399,6 +430,7 @@ def dynamodb_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> dict[str, Any]:
     """Build a DynamoDB Streams event.
 
@@ -415,6 +447,8 @@ def dynamodb_event(
         account_id: AWS account id of the table.
         fail_rate: Share of generated items whose ``NewImage`` contains ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
 
     Returns:
         ``{"Records": [...]}`` with increasing ``dynamodb.SequenceNumber`` values.
@@ -423,11 +457,12 @@ def dynamodb_event(
         raise ValueError(f"event_name must be one of {_EVENT_NAMES}, got {event_name!r}")
     if stream_view_type not in _VIEW_TYPES:
         raise ValueError(f"stream_view_type must be one of {_VIEW_TYPES}, got {stream_view_type!r}")
-    gen = _Generator(seed)
+    gen = _Generator(seed, timestamp_ms)
 
     def make(index: int, fails: bool) -> dict[str, Any]:
         order = _sample_order(index, fails)
-        return {key: order.pop("order_id"), **order}
+        message = {"order_id": order["order_id"], "item": order["item"]}
+        return {key: order.pop("order_id"), **order, "Message": json.dumps(message, separators=(",", ":"))}
 
     payloads = _resolve_payloads(items, count, fail_rate, gen, make, "items")
     # The stream label is the stream's creation time, which precedes its records.
@@ -486,6 +521,7 @@ def kafka_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> dict[str, Any]:
     """Build an Amazon MSK (Kafka) event.
 
@@ -504,14 +540,16 @@ def kafka_event(
         account_id: AWS account id of the cluster.
         fail_rate: Share of generated values whose decoded value contains ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
 
     Returns:
         ``{"eventSource": "aws:kafka", "eventSourceArn": ..., "bootstrapServers": ..., "records": {...}}``.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    gen = _Generator(seed)
-    payloads = _resolve_payloads(values, count, fail_rate, gen, _sample_order, "values")
+    gen = _Generator(seed, timestamp_ms)
+    payloads = _resolve_payloads(values, count, fail_rate, gen, _sample_payment, "values")
     cluster_id = gen.uuid4()
     host = f"{cluster}.{gen.token(6).lower()}.c2.kafka.{region}.amazonaws.com"
     offsets = {p: gen.rng.randrange(10_000) for p in range(partitions)}
