@@ -15,6 +15,7 @@ __all__ = [
     "EVENT_KINDS",
     "PROCESSORS",
     "check_event_type",
+    "default_processor",
     "event_type_for",
     "make_event",
     "processor_for",
@@ -112,6 +113,26 @@ def check_event_type(kind: str, event: Any) -> None:
         if isinstance(source, str) and source not in accepted:
             where = "the event's eventSource" if kind == "kafka" else f"record {index}'s eventSource"
             raise BadInput(f"--event-type {kind} expects eventSource {accepted[0]!r}, but {where} is {source!r}")
+
+
+def default_processor(kind: str | None, event_type: Any, event: Any, handler: Any) -> str:
+    """The processor ``run`` uses without ``--processor``: FIFO for FIFO queues, async for ``async def`` handlers."""
+    import inspect
+
+    from batchlens import EventType
+
+    fifo = kind == "fifo"
+    if kind is None and event_type is EventType.SQS:
+        records = event.get("Records") if isinstance(event, dict) else None
+        first = records[0] if isinstance(records, list) and records else None
+        arn = first.get("eventSourceARN") if isinstance(first, dict) else None
+        fifo = isinstance(arn, str) and arn.endswith(".fifo")
+    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    )
+    if fifo:
+        return "fifo-async" if is_async else "fifo"
+    return "async" if is_async else "sync"
 
 
 def processor_for(event_type: Any, processor: str, telemetry: Any = None) -> Any:

@@ -16,7 +16,16 @@ from typing import Any
 
 from batchlens._cli_common import BadInput, _load_handler
 
-__all__ = ["LAMBDA", "RECORD", "HandlerChoice", "add_handler_flags", "handler_choice", "kind_of", "load"]
+__all__ = [
+    "LAMBDA",
+    "RECORD",
+    "HandlerChoice",
+    "add_handler_flags",
+    "as_lambda_handler",
+    "handler_choice",
+    "kind_of",
+    "load",
+]
 
 LAMBDA = "lambda"
 RECORD = "record"
@@ -98,3 +107,30 @@ def load(choice: HandlerChoice) -> tuple[Any, str]:
             f"give it with {other} or --handler"
         )
     return handler, choice.kind
+
+
+def as_lambda_handler(record_handler: Any) -> Any:
+    """A Lambda handler running ``record_handler`` with the processor ``run`` would pick for each event.
+
+    The event type comes from the event's ``eventSource``; FIFO queues get the FIFO processor and an ``async def``
+    handler the async one. Processors are made once per kind and reused, as a module-level one is in Lambda.
+    """
+    processors: dict[tuple[Any, str], Any] = {}
+
+    def lambda_handler(event: Any, context: Any) -> Any:
+        import batchlens
+        from batchlens._cli_batch import default_processor, processor_for
+        from batchlens._sources import detect_event_type
+
+        event_type = detect_event_type(event)
+        if event_type is None:
+            raise ValueError("cannot tell the event type from eventSource")
+        kind = default_processor(None, event_type, event, record_handler)
+        key = (event_type, kind)
+        if key not in processors:
+            processors[key] = processor_for(event_type, kind)
+        if kind in ("async", "fifo-async"):
+            return batchlens.async_process_partial_response(event, record_handler, processors[key], context)
+        return batchlens.process_partial_response(event, record_handler, processors[key], context)
+
+    return lambda_handler

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from batchlens._cli_batch import check_event_type, event_type_for, processor_for
+from batchlens._cli_batch import check_event_type, default_processor, event_type_for, processor_for
 from batchlens._cli_common import EXIT_BATCH_FAILED, EXIT_OK, BadInput, _configure_stderr_logging
 
 __all__ = ["DEFAULT_TIMEOUT_S", "cmd_run", "first_line", "read_event"]
@@ -57,26 +57,6 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     lines = str(error).strip().splitlines()
     line = lines[0] if lines else type(error).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _default_processor(kind: str | None, event_type: Any, event: Any, handler: Any) -> str:
-    """The processor ``run`` uses without ``--processor``: FIFO for FIFO queues, async for ``async def`` handlers."""
-    import inspect
-
-    from batchlens import EventType
-
-    fifo = kind == "fifo"
-    if kind is None and event_type is EventType.SQS:
-        records = event.get("Records") if isinstance(event, dict) else None
-        first = records[0] if isinstance(records, list) and records else None
-        arn = first.get("eventSourceARN") if isinstance(first, dict) else None
-        fifo = isinstance(arn, str) and arn.endswith(".fifo")
-    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004 - an object whose __call__ is async
-    )
-    if fifo:
-        return "fifo-async" if is_async else "fifo"
-    return "async" if is_async else "sync"
 
 
 def _record_count(event: Any) -> int | None:
@@ -139,7 +119,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if kind == LAMBDA and args.processor:
         raise BadInput("--processor goes with a record handler; a Lambda handler builds its own processor")
     context, budget_s = _context(args)
-    processor_kind = args.processor or _default_processor(args.event_type, event_type, event, handler)
+    processor_kind = args.processor or default_processor(args.event_type, event_type, event, handler)
     processor = None if kind == LAMBDA else processor_for(event_type, processor_kind)
     traces = start_traces(args.traces, sys.stderr)
     _configure_stderr_logging()

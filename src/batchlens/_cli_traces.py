@@ -7,6 +7,7 @@ configure()'s exporters. Standard library only at import; the SDK is imported wh
 
 from __future__ import annotations
 
+import argparse
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,7 +16,7 @@ from typing import Any, TextIO
 
 from batchlens._cli_common import BadInput
 
-__all__ = ["TRACE_CHOICES", "TraceSetup", "render_batch", "start_traces"]
+__all__ = ["TRACE_CHOICES", "TraceSetup", "add_traces_flag", "render_batch", "start_traces"]
 
 TRACE_CHOICES = ("tree", "console", "otlp", "xray", "none")
 TREE_MAX_RECORDS = 20
@@ -23,6 +24,20 @@ TREE_MAX_RECORDS = 20
 
 SDK_HINT = "needs the OpenTelemetry SDK: pip install 'batchlens[sdk]'"
 _BATCH_COUNT = "messaging.batch.message_count"
+
+
+def add_traces_flag(parser: argparse.ArgumentParser, default: str | None, where: str) -> None:
+    """The ``--traces`` option of ``demo``, ``run`` and ``poll``."""
+    default_text = f"default {default}" if default else "default: OTEL_TRACES_EXPORTER, else none"
+    parser.add_argument(
+        "--traces",
+        choices=TRACE_CHOICES,
+        default=default,
+        help=(
+            f"tracing ({default_text}): tree prints each batch as a terminal tree on {where}, console the "
+            "OpenTelemetry JSON spans, otlp exports to OTEL_EXPORTER_OTLP_ENDPOINT, xray to the X-Ray daemon"
+        ),
+    )
 
 
 def _ms(span: Any) -> float:

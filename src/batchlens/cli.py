@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from batchlens._cli_batch import DEFAULT_FIXED_TIME_MS, EVENT_KINDS, PROCESSORS, make_event
 from batchlens._cli_common import EXIT_BAD_INPUT, EXIT_OK, BadInput
+from batchlens._cli_traces import add_traces_flag
 
 __all__ = ["main"]
 
@@ -93,21 +94,6 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def _add_traces(parser: argparse.ArgumentParser, default: str | None, where: str) -> None:
-    from batchlens._cli_traces import TRACE_CHOICES
-
-    default_text = f"default {default}" if default else "default: OTEL_TRACES_EXPORTER, else none"
-    parser.add_argument(
-        "--traces",
-        choices=TRACE_CHOICES,
-        default=default,
-        help=(
-            f"tracing ({default_text}): tree prints each batch as a terminal tree on {where}, console the "
-            "OpenTelemetry JSON spans, otlp exports to OTEL_EXPORTER_OTLP_ENDPOINT, xray to the X-Ray daemon"
-        ),
-    )
-
-
 def _fixed_time(text: str) -> int:
     return DEFAULT_FIXED_TIME_MS if text == "" else int(text)
 
@@ -151,7 +137,7 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument(
         "--function-arn", help="the context's invoked_function_arn (sets the function name, region and account too)"
     )
-    _add_traces(run, None, "stderr")
+    add_traces_flag(run, None, "stderr")
     run.set_defaults(func=cmd_run)
 
 
@@ -174,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--seed", type=int, default=7, help="random seed: the same ids and failing records every run (default 7)"
     )
-    _add_traces(demo, "tree", "stdout")
+    add_traces_flag(demo, "tree", "stdout")
     demo.set_defaults(func=cmd_demo)
 
     _add_run_parser(sub)
@@ -229,9 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from batchlens._poll._args import add_parser as add_poll_parser  # standard library only
 
-    poll = add_poll_parser(sub)
-    _add_traces(poll, None, "stderr")
-    poll.set_defaults(func=cmd_poll)
+    add_poll_parser(sub).set_defaults(func=cmd_poll)
     return parser
 
 

@@ -56,11 +56,12 @@ class SqsSource:
         self._report = report_batch_item_failures
         self._invoke = invoke
         self.until_empty = False  # set by the runner: look without waiting first, so a drained queue ends at once
-        attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"]).get(
-            "Attributes", {}
-        )
+        names = ["QueueArn", "RedrivePolicy", "VisibilityTimeout"]
+        attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names).get("Attributes", {})
         self.arn: str = attributes["QueueArn"]
         self.label = self.arn.rsplit(":", 1)[-1]
+        self._visibility_s = attributes.get("VisibilityTimeout")
+        self._counts: dict[str, str] = {}
         self._max_receive: int | None = None
         if attributes.get("RedrivePolicy"):
             try:
@@ -147,6 +148,8 @@ class SqsSource:
             )
             if last:
                 notes.append(f"{last} go to the DLQ on their next receive (maxReceiveCount={self._max_receive})")
+        else:
+            last = 0
         return BatchSummary(
             number=number,
             source=self.label,
@@ -157,6 +160,7 @@ class SqsSource:
             wall_s=time.monotonic() - started,
             outcome=outcome,
             notes=notes,
+            to_dlq=last,
         )
 
     def _delete(self, entries: list[tuple[str, str]]) -> int:
@@ -181,7 +185,27 @@ class SqsSource:
                 "ApproximateNumberOfMessagesDelayed",
             ],
         ).get("Attributes", {})
+        self._counts = attributes
         return all(int(value) == 0 for value in attributes.values())
+
+    @property
+    def has_dlq(self) -> bool:
+        """Whether the queue has a redrive policy (a dead-letter queue)."""
+        return self._max_receive is not None
+
+    def waiting_note(self) -> str | None:
+        """What ``--until-empty`` waits for when the last :meth:`drained` said no, or None."""
+        in_flight = int(self._counts.get("ApproximateNumberOfMessagesNotVisible", 0) or 0)
+        delayed = int(self._counts.get("ApproximateNumberOfMessagesDelayed", 0) or 0)
+        if not in_flight and not delayed:
+            return None
+        parts = []
+        if in_flight:
+            timeout = f" of {self._visibility_s} s" if self._visibility_s else ""
+            parts.append(f"{in_flight} in flight (visible again after the visibility timeout{timeout})")
+        if delayed:
+            parts.append(f"{delayed} delayed")
+        return f"waiting for {' and '.join(parts)} messages before the queue counts as empty"
 
 
 def _reported_count(response: Any) -> int:
