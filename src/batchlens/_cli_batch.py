@@ -6,6 +6,7 @@ Standard library only at import; batchlens and its testing factories are importe
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 from batchlens._cli_common import BadInput
@@ -45,7 +46,8 @@ def make_event(
     """
     from batchlens import testing
 
-    clock: dict[str, Any] = {"seed": seed, "timestamp_ms": timestamp_ms}
+    now_ms = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    clock: dict[str, Any] = {"seed": seed, "timestamp_ms": now_ms}
     if kind == "sqs":
         event = testing.sqs_event(count=count, fail_rate=fail_rate, **clock)
     elif kind == "fifo":

@@ -1,0 +1,53 @@
+"""Helpers for the tests/test_cli_*.py files: run the real command in-process or as ``python -m batchlens``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchlens import cli
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+def invoke(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run ``batchlens ARGV`` in-process; return (exit code, stdout, stderr)."""
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_command(*argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    """Run ``python -m batchlens ARGV`` in a subprocess (bounded); return the CompletedProcess."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_ENDPOINT"))}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "batchlens", *argv],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def one_line_error(err: str, fragment: str) -> str:
+    """The single ``batchlens: error:`` line of ``err``, which must contain ``fragment``."""
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("batchlens: error: "), err
+    assert fragment in lines[0], err
+    return lines[0]
+
+
+def write_event(path: Path, event: Any) -> str:
+    path.write_text(json.dumps(event))
+    return str(path)
