@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _cli_support import EXAMPLES, invoke, one_line_error, run_command, write_event
 
+from _cli_support import EXAMPLES, invoke, one_line_error, run_command, write_event
 from batchlens import __version__, testing
 
-RECORD_HANDLERS = '''
+RECORD_HANDLERS = """
 import json
 import time
 
@@ -49,7 +49,7 @@ def slow_record(record):
 
 def crashing_lambda(event, context):
     raise RuntimeError("boom")
-'''
+"""
 
 
 @pytest.fixture
