@@ -255,7 +255,8 @@ def _region_of(source: str) -> str | None:
 
 
 def _loop(source: Any, options: PollOptions, stop: threading.Event, totals: Totals, err: TextIO) -> str:
-    last_note = None
+    if hasattr(source, "on_wait"):
+        source.on_wait = lambda note: print(f"batchlens poll: {note}", file=err, flush=True)
     while not stop.is_set():
         summary: BatchSummary | None = source.poll_once(totals.batches + 1, stop)
         if summary is not None:
@@ -264,13 +265,8 @@ def _loop(source: Any, options: PollOptions, stop: threading.Event, totals: Tota
             if options.max_batches is not None and totals.batches >= options.max_batches:
                 return "max-batches"
             continue
-        if options.until_empty:
-            if source.drained():
-                return "empty"
-            note = getattr(source, "waiting_note", lambda: None)()
-            if note and note != last_note:
-                print(f"batchlens poll: {note}", file=err, flush=True)
-            last_note = note
+        if options.until_empty and source.drained():
+            return "empty"
         if source.idle_wait_s:
             stop.wait(source.idle_wait_s)
     return "interrupted"
