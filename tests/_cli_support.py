@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,14 @@ def one_line_error(err: str, fragment: str) -> str:
 def write_event(path: Path, event: Any) -> str:
     path.write_text(json.dumps(event))
     return str(path)
+
+
+def handler_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> Path:
+    """Write module ``name`` into ``tmp_path``, the fresh working directory, with no OTEL/endpoint variables."""
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    for variable in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    return tmp_path

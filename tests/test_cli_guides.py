@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _cli_support import EXAMPLES, invoke, one_line_error, run_command, write_event
+from _cli_support import EXAMPLES, handler_module, invoke, one_line_error, run_command, write_event
 from batchlens import __version__, testing
 
 RECORD_HANDLERS = """
@@ -55,12 +54,7 @@ def crashing_lambda(event, context):
 @pytest.fixture
 def handlers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A handler module in a fresh working directory, imported from there as ``guide_handlers``."""
-    (tmp_path / "guide_handlers.py").write_text(textwrap.dedent(RECORD_HANDLERS))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "guide_handlers", raising=False)
-    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
-    return tmp_path
+    return handler_module(tmp_path, monkeypatch, "guide_handlers", RECORD_HANDLERS)
 
 
 def calls() -> list[str]:

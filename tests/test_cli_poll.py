@@ -6,8 +6,6 @@ DLQ moves are counted, and ``--traces tree`` prints each batch. Drives ``batchle
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ pytest.importorskip("moto.server")
 
 import boto3
 
-from _cli_support import invoke
+from _cli_support import handler_module, invoke
 from _poll_support import moto_server
 from batchlens._poll._args import PollOptions
 from batchlens._poll._runner import endpoint_for
@@ -39,13 +37,7 @@ def endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def handlers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "poll_guide_handlers.py").write_text(textwrap.dedent(HANDLERS))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "poll_guide_handlers", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
-    return tmp_path
+    return handler_module(tmp_path, monkeypatch, "poll_guide_handlers", HANDLERS)
 
 
 def _queue(endpoint: str, name: str, bodies: list[str], max_receive: int | None = None) -> tuple[Any, str]:

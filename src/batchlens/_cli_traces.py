@@ -199,25 +199,35 @@ def start_traces(
     env_traces = os.environ.get("OTEL_TRACES_EXPORTER")
     if choice is None and not env_traces and metrics_port is None and not collect:
         return None
+    wanted = choice or env_traces or "none"
     try:
         from batchlens.telemetry import configure
 
-        traces: Any
+        # tree and console are exporter objects (console writes to ``out``, not to stdout, which holds the
+        # response); the other names are configure()'s own, which also rejects unknown ones
+        names = [name.strip() for name in wanted.split(",")]
+        objects: list[Any] = []
         tree = None
-        if choice == "tree":
-            traces = tree = _tree_exporter()
-        elif choice == "console":
+        if "tree" in names:
+            tree = _tree_exporter()
+            objects.append(tree)
+        if "console" in names:
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            traces = ConsoleSpanExporter(out=out)
-        else:
-            traces = choice or env_traces or "none"
+            objects.append(ConsoleSpanExporter(out=out))
+        rest = ",".join(name for name in names if name not in ("tree", "console")) or "none"
+        traces: Any = objects[0] if len(objects) == 1 and rest == "none" else rest
         metrics = "prometheus" if metrics_port is not None else os.environ.get("OTEL_METRICS_EXPORTER") or "none"
         handle = configure(
             traces=traces, metrics=metrics, logs="none", prometheus_port=metrics_port, set_global=set_global
         )
+        if traces is rest:
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            for exporter in objects:
+                handle.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     except ImportError:
-        what = f"--traces {choice or env_traces}" if choice or env_traces else "--metrics-port"
+        what = f"--traces {wanted}" if wanted != "none" else "--metrics-port"
         raise BadInput(f"{what} {SDK_HINT}") from None
     except ValueError as problem:
         raise BadInput(" ".join(str(problem).split())) from None
