@@ -44,7 +44,7 @@ class HandlerChoice:
         return _FLAGS[self.kind]
 
 
-def add_handler_flags(parser: argparse.ArgumentParser, default_kind: str) -> None:
+def add_handler_flags(parser: argparse.ArgumentParser) -> None:
     """``--handler`` / ``--lambda-handler`` / ``--record-handler``: exactly one is required."""
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument(
@@ -52,7 +52,7 @@ def add_handler_flags(parser: argparse.ArgumentParser, default_kind: str) -> Non
         metavar="SPEC",
         help=(
             "module:function or path/to/file.py:function; a function whose first two positional parameters are "
-            f"named event and context is a Lambda handler, anything else a record handler (usual: {default_kind})"
+            "named event and context is a Lambda handler, anything else a record handler"
         ),
     )
     group.add_argument("--lambda-handler", metavar="SPEC", help="a Lambda handler(event, context)")

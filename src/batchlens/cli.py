@@ -112,7 +112,7 @@ def _add_run_parser(sub: Any) -> None:
         ),
     )
     run.add_argument("event", help="path of the event JSON file ('-' for stdin)")
-    add_handler_flags(run, "a record handler")
+    add_handler_flags(run)
     run.add_argument(
         "--processor",
         choices=PROCESSORS,

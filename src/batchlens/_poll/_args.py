@@ -52,7 +52,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         ),
     )
     poll.add_argument("source", metavar="SOURCE")
-    add_handler_flags(poll, "a Lambda handler")
+    add_handler_flags(poll)
     poll.add_argument("--endpoint-url", help="AWS endpoint (LocalStack, moto, ElasticMQ); default AWS_ENDPOINT_URL")
     poll.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile's)")
     poll.add_argument("--batch-size", type=int, help="records per invocation (default: SQS 10, streams 100)")
