@@ -612,8 +612,9 @@ def test_events_fifo_groups(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_events_seed_makes_output_repeatable(capsys: pytest.CaptureFixture[str]) -> None:
-    """The same --seed writes the same bytes; without a seed, ids differ between runs."""
-    seeded = [invoke(capsys, "events", "kinesis", "--count", "3", "--seed", "5")[1] for _ in range(2)]
+    """The same --seed with --fixed-time writes the same bytes; without a seed, ids differ between runs."""
+    argv = ("events", "kinesis", "--count", "3", "--seed", "5", "--fixed-time")
+    seeded = [invoke(capsys, *argv)[1] for _ in range(2)]
     assert seeded[0] == seeded[1]
     unseeded = [invoke(capsys, "events", "sqs", "--count", "3")[1] for _ in range(2)]
     assert json.loads(unseeded[0])["Records"][0]["messageId"] != json.loads(unseeded[1])["Records"][0]["messageId"]

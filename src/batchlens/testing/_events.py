@@ -15,16 +15,27 @@ Only the standard library is used, so importing this module costs nothing measur
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import random
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+
+from batchlens.testing._common import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+    Payload,
+    _b64,
+    _Generator,
+    _resolve_payloads,
+    _sample_click,
+    _sample_order,
+    _sample_payment,
+    _to_bytes,
+    _to_text,
+)
+from batchlens.testing._context import FakeLambdaContext, lambda_context
 
 __all__ = [
     "FakeLambdaContext",
@@ -36,123 +47,6 @@ __all__ = [
     "sqs_fifo_event",
     "to_dynamodb_json",
 ]
-
-DEFAULT_COUNT = 10
-"""Records generated when neither payloads nor ``count`` are given (SQS's default batch size)."""
-
-DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT_ID = "123456789012"
-
-# A fixed instant used instead of "now" when a seed is given, so seeded events are byte-for-byte stable.
-_SEEDED_EPOCH_MS = 1_700_000_000_000
-
-Payload = str | bytes | Mapping[str, Any]
-"""A record payload: text, raw bytes, or a mapping that is JSON-encoded."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# shared helpers
-
-
-class _Generator:
-    """Random source and clock shared by one factory call."""
-
-    def __init__(self, seed: int | None, now_ms: int | None = None) -> None:
-        self.rng = random.Random(seed)
-        if now_ms is None:
-            now_ms = _SEEDED_EPOCH_MS if seed is not None else int(time.time() * 1000)
-        self.now_ms = now_ms
-
-    def uuid4(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
-    def hex(self, length: int) -> str:
-        return f"{self.rng.getrandbits(length * 4):0{length}x}"
-
-    def token(self, length: int) -> str:
-        # Opaque tokens (receipt handles, ids) leave out f/i/l/a so they never contain "fail" by chance.
-        alphabet = "BCDEGHJKMNOPQRSTUVWXYZbcdeghjkmnopqrstuvwxyz0123456789"
-        return "".join(self.rng.choice(alphabet) for _ in range(length))
-
-    def failing_indexes(self, count: int, fail_rate: float) -> set[int]:
-        failures = round(count * fail_rate)
-        return set(self.rng.sample(range(count), failures))
-
-
-def _check_fail_rate(fail_rate: float) -> None:
-    # Written so that NaN fails the range check too.
-    if not (isinstance(fail_rate, int | float) and 0.0 <= fail_rate <= 1.0):
-        raise ValueError(f"fail_rate must be between 0.0 and 1.0, got {fail_rate!r}")
-
-
-def _resolve_payloads(
-    payloads: Sequence[Payload] | None,
-    count: int | None,
-    fail_rate: float,
-    gen: _Generator,
-    make: Callable[[int, bool], Payload],
-    what: str,
-) -> list[Payload]:
-    """Return the explicit payloads, or ``count`` generated ones of which a ``fail_rate`` share fail."""
-    _check_fail_rate(fail_rate)
-    if payloads is not None:
-        if isinstance(payloads, str | bytes | Mapping):
-            raise TypeError(f"{what} must be a sequence of payloads, not a single {type(payloads).__name__}")
-        if count is not None and count != len(payloads):
-            raise ValueError(f"count={count} does not match the {len(payloads)} {what} given")
-        if fail_rate:
-            raise ValueError(f"fail_rate applies to generated payloads only; put 'fail' in the {what} instead")
-        return list(payloads)
-    n = DEFAULT_COUNT if count is None else count
-    if n < 0:
-        raise ValueError(f"count must not be negative, got {n}")
-    failing = gen.failing_indexes(n, fail_rate)
-    return [make(i, i in failing) for i in range(n)]
-
-
-_ITEMS = ("keyboard", "mouse", "monitor", "headset")
-
-
-def _sample_order(index: int, fails: bool) -> dict[str, Any]:
-    # the fields the examples/getting_started_* handlers (and examples/sqs_fifo) read; a failing order's item
-    # starts with "fail" and its amount is 0, so the examples that check those fail it too
-    item = _ITEMS[index % len(_ITEMS)]
-    return {
-        "order_id": f"order-{index + 1:04d}",
-        "status": "fail" if fails else "ok",
-        "quantity": index + 1,
-        "item": f"fail-{item}" if fails else item,
-        "amount": 0 if fails else round(9.5 * (index % 7 + 1), 2),
-    }
-
-
-def _sample_click(index: int, fails: bool) -> dict[str, Any]:
-    return {**_sample_order(index, fails), "page": f"/items/{_ITEMS[index % len(_ITEMS)]}", "user": f"user-{index % 5}"}
-
-
-def _sample_payment(index: int, fails: bool) -> dict[str, Any]:
-    return {**_sample_order(index, fails), "payment_id": f"payment-{index + 1:04d}"}
-
-
-def _to_bytes(payload: Payload) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, str):
-        return payload.encode()
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def _to_text(payload: Payload) -> str:
-    if isinstance(payload, bytes):
-        return payload.decode()
-    if isinstance(payload, str):
-        return payload
-    return json.dumps(payload, separators=(",", ":"))
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
 
 # ----------------------------------------------------------------------------------------------------
 # SQS
@@ -576,122 +470,3 @@ def kafka_event(
         "bootstrapServers": f"b-1.{host}:9092,b-2.{host}:9092",
         "records": records,
     }
-
-
-# ----------------------------------------------------------------------------------------------------
-# Lambda context
-
-
-class FakeLambdaContext:
-    """A stand-in for the Lambda runtime's context object, with the same attributes.
-
-    ``get_remaining_time_in_millis()`` counts down from the budget given at creation as real (or injected
-    clock) time passes, unless the context was created frozen or with a callable.
-
-    Attributes:
-        function_name: Name of the function.
-        function_version: Version being executed (``$LATEST`` by default).
-        invoked_function_arn: ARN used to invoke the function.
-        memory_limit_in_mb: Configured memory.
-        aws_request_id: Id of this invocation.
-        log_group_name: CloudWatch log group of the function.
-        log_stream_name: CloudWatch log stream of the execution environment.
-        identity: Cognito identity (``None`` outside mobile SDK invocations).
-        client_context: Mobile client context (``None`` outside mobile SDK invocations).
-        tenant_id: Tenant id of tenant-isolated functions (``None`` otherwise).
-    """
-
-    def __init__(
-        self,
-        *,
-        function_name: str,
-        function_version: str,
-        invoked_function_arn: str,
-        memory_limit_in_mb: int,
-        aws_request_id: str,
-        log_group_name: str,
-        log_stream_name: str,
-        remaining: Callable[[], int],
-    ) -> None:
-        self.function_name = function_name
-        self.function_version = function_version
-        self.invoked_function_arn = invoked_function_arn
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.aws_request_id = aws_request_id
-        self.log_group_name = log_group_name
-        self.log_stream_name = log_stream_name
-        self.identity: Any = None
-        self.client_context: Any = None
-        self.tenant_id: str | None = None
-        self._remaining = remaining
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Return the milliseconds left before the invocation times out (never negative)."""
-        return max(0, int(self._remaining()))
-
-    def __repr__(self) -> str:
-        return (
-            f"FakeLambdaContext(function_name={self.function_name!r}, "
-            f"aws_request_id={self.aws_request_id!r}, "
-            f"remaining_ms={self.get_remaining_time_in_millis()})"
-        )
-
-
-def lambda_context(
-    *,
-    remaining_ms: int | Callable[[], int] = 30_000,
-    frozen: bool = False,
-    function_name: str = "batch-handler",
-    function_version: str = "$LATEST",
-    memory_limit_in_mb: int = 512,
-    region: str = DEFAULT_REGION,
-    account_id: str = DEFAULT_ACCOUNT_ID,
-    aws_request_id: str | None = None,
-    seed: int | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> FakeLambdaContext:
-    """Build a fake Lambda context for calling a handler outside Lambda.
-
-    Args:
-        remaining_ms: Time budget of the invocation in milliseconds, counted down from creation; or a
-            callable returning the remaining milliseconds on every call (for full control in tests).
-        frozen: Keep returning ``remaining_ms`` instead of counting down.
-        function_name: Function name; also used in the ARN and log group.
-        function_version: Function version.
-        memory_limit_in_mb: Configured memory.
-        region: Region used in the function ARN.
-        account_id: Account used in the function ARN.
-        aws_request_id: Request id; random (or derived from ``seed``) when omitted.
-        seed: Makes the generated request id and log stream name deterministic.
-        clock: Monotonic clock in seconds driving the countdown; inject one to test deadlines without
-            sleeping.
-
-    Returns:
-        A :class:`FakeLambdaContext`.
-    """
-    gen = _Generator(seed)
-    if callable(remaining_ms):
-        remaining: Callable[[], int] = remaining_ms
-    elif frozen:
-        fixed = int(remaining_ms)
-
-        def remaining() -> int:
-            return fixed
-
-    else:
-        deadline = clock() + remaining_ms / 1000
-
-        def remaining() -> int:
-            return int((deadline - clock()) * 1000)
-
-    day = datetime.fromtimestamp(gen.now_ms / 1000, tz=timezone.utc).strftime("%Y/%m/%d")
-    return FakeLambdaContext(
-        function_name=function_name,
-        function_version=function_version,
-        invoked_function_arn=f"arn:aws:lambda:{region}:{account_id}:function:{function_name}",
-        memory_limit_in_mb=memory_limit_in_mb,
-        aws_request_id=aws_request_id or gen.uuid4(),
-        log_group_name=f"/aws/lambda/{function_name}",
-        log_stream_name=f"{day}/[{function_version}]{gen.hex(32)}",
-        remaining=remaining,
-    )
