@@ -30,6 +30,8 @@ def cmd_events(args: argparse.Namespace, out: TextIO) -> int:
         raise BadInput("--fail-rate must be between 0 and 1")
     if args.groups < 1:
         raise BadInput("--groups must be at least 1")
+    if args.fixed_time is not None and args.fixed_time < 0:
+        raise BadInput("--fixed-time must not be negative")
     timestamp_ms = None if args.fixed_time is None else args.fixed_time
     event = make_event(args.kind, args.count, args.fail_rate, args.seed, groups=args.groups, timestamp_ms=timestamp_ms)
     json.dump(event, out, indent=2)
@@ -231,8 +233,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if getattr(args, "fixed_time", None) is not None and args.fixed_time < 0:
-            raise BadInput("--fixed-time must not be negative")
         return int(args.func(args, sys.stdout))
     except BadInput as problem:
         message = " ".join(str(problem).split())
