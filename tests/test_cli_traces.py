@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from _cli_support import handler_module, invoke, one_line_error, write_event
+from _cli_support import handler_module, invoke, one_line_error, run_command, write_event
 from batchlens import testing
 from batchlens._cli_batch import make_event
 from batchlens._cli_traces import render_batch
@@ -73,11 +73,12 @@ def test_demo_traces_none_has_no_tree_but_counts_spans(capsys: pytest.CaptureFix
     assert re.search(r"spans\s+5 \(1 batch, 4 record, 4 producer links\)", out)
 
 
-def test_run_traces_tree_goes_to_stderr_with_the_handlers_own_spans(
-    event_file: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = invoke(capsys, "run", event_file, "--handler", "trace_handlers:record_handler", "--traces", "tree")
-    assert code == 0
+def test_run_traces_tree_goes_to_stderr_with_the_handlers_own_spans(event_file: str) -> None:
+    """A real process (the handler's own spans go through the OpenTelemetry globals, set once per process)."""
+    argv = ("run", event_file, "--handler", "trace_handlers:record_handler", "--traces", "tree")
+    done = run_command(*argv, cwd=Path(event_file).parent)
+    code, out, err = done.returncode, done.stdout, done.stderr
+    assert code == 0, err
     assert len(json.loads(out)["batchItemFailures"]) == 2  # stdout: the response only
     lines = err.splitlines()
     top = next(i for i, line in enumerate(lines) if line.startswith("process my-queue (4 records)"))
