@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +65,27 @@ def handler_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, s
     for variable in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(variable, raising=False)
     return tmp_path
+
+
+@contextmanager
+def otel_globals_restored() -> Iterator[None]:
+    """Put the OpenTelemetry global providers back as they were after the block.
+
+    ``--traces`` installs the CLI's providers as the process's globals (set once per process, so a user's handler
+    and its own spans use them). In a real command that process ends with the command; in-process tests give the
+    unset globals back, so later tests that expect no SDK still see none.
+    """
+    from opentelemetry import trace
+    from opentelemetry.metrics import _internal as metrics
+
+    saved = (
+        trace._TRACER_PROVIDER,
+        trace._TRACER_PROVIDER_SET_ONCE._done,
+        metrics._METER_PROVIDER,
+        metrics._METER_PROVIDER_SET_ONCE._done,
+    )
+    try:
+        yield
+    finally:
+        trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE._done = saved[0], saved[1]
+        metrics._METER_PROVIDER, metrics._METER_PROVIDER_SET_ONCE._done = saved[2], saved[3]

@@ -17,7 +17,7 @@ pytest.importorskip("moto.server")
 
 import boto3
 
-from _cli_support import handler_module, invoke
+from _cli_support import handler_module, invoke, otel_globals_restored
 from _poll_support import moto_server
 from batchlens._poll._args import PollOptions
 from batchlens._poll._runner import endpoint_for
@@ -27,6 +27,12 @@ def record_handler(record):
     if "poison" in record.body:
         raise ValueError("poison message")
 """
+
+
+@pytest.fixture(autouse=True)
+def _otel_globals() -> Iterator[None]:
+    with otel_globals_restored():
+        yield
 
 
 @pytest.fixture(scope="module")

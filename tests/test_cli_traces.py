@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from _cli_support import handler_module, invoke, one_line_error, run_command, write_event
+from _cli_support import handler_module, invoke, one_line_error, otel_globals_restored, run_command, write_event
 from batchlens import testing
 from batchlens._cli_batch import make_event
 from batchlens._cli_traces import render_batch
@@ -33,6 +33,12 @@ def record_handler(record):
             raise ValueError("rejected")
 """
 ROW = re.compile(r"^[├└]─ process my-queue (\S+)  (OK|ERROR \S+)  [\d.]+ ms(?:  <- producer ([0-9a-f]{32}))?$")
+
+
+@pytest.fixture(autouse=True)
+def _otel_globals() -> Iterator[None]:
+    with otel_globals_restored():
+        yield
 
 
 @pytest.fixture
