@@ -1,7 +1,8 @@
 """Shared fixtures: in-memory OpenTelemetry SDK providers, a Telemetry that injects them, and global resets.
 
 Every test starts with structlog at its defaults and without ``BATCHLENS_*`` / ``AWS_LAMBDA_*`` variables (and
-the Lambda runtime markers), so results never depend on the shell or on test order.
+the Lambda runtime markers), and ends with every flush target healthy, so results never depend on the shell or on
+test order.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from batchlens import Telemetry
+from batchlens._telemetry import _health
 
 _ENV_PREFIXES = ("BATCHLENS_", "AWS_LAMBDA_")
 _ENV_NAMES = ("LAMBDA_TASK_ROOT", "_X_AMZN_TRACE_ID", "SENTRY_DSN", "OTEL_SPAN_LINK_COUNT_LIMIT")
@@ -30,8 +32,12 @@ def _clean_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
             monkeypatch.delenv(name, raising=False)
     structlog.reset_defaults()
+    _health.reset_all()
     yield
     structlog.reset_defaults()
+    # a flush target a test left failing (Sentry's is the sentry_sdk module, shared by every test) would make the
+    # next test's flush wait 40 ms for it instead of its whole budget
+    _health.reset_all()
 
 
 @pytest.fixture

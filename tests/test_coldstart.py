@@ -192,7 +192,7 @@ def test_otlp_metrics_also_use_the_urllib3_transport(
     handle = configure(set_global=False, logs="none", traces="none", metrics="otlp")
     handles.append(handle)
     (reader,) = handle.metric_readers
-    assert isinstance(reader._exporter._client._transport, Urllib3HTTPTransport)  # type: ignore[attr-defined]
+    assert isinstance(reader._exporter.exporter._client._transport, Urllib3HTTPTransport)  # type: ignore[attr-defined]
     handle.meter_provider.get_meter("batchlens").create_counter("batchlens.records.failed").add(1)
     assert handle.flush()
     assert [path for path, _ in received] == ["/v1/metrics"]

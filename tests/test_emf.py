@@ -355,7 +355,9 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _metric_exporters(handle: Any) -> list[str]:
-    return [type(getattr(reader, "_exporter", reader)).__name__ for reader in handle.metric_readers]
+    # an OTLP exporter is behind the watcher configure() puts between it and the reader
+    exporters = [getattr(reader, "_exporter", reader) for reader in handle.metric_readers]
+    return [type(getattr(exporter, "exporter", exporter)).__name__ for exporter in exporters]
 
 
 @pytest.mark.usefixtures("bare_environment")

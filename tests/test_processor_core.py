@@ -140,7 +140,10 @@ def _exc_info(error: BaseException) -> Any:
 
 
 def test_batch_processing_error_str_includes_child_tracebacks() -> None:
-    """str(BatchProcessingError) is the message followed by each child's traceback, exactly as Powertools'."""
+    """str(BatchProcessingError) is the message then each child's traceback: Powertools' text for plain errors.
+
+    (Validation errors and long messages differ on purpose: see tests/test_error_text.py.)
+    """
     children = [
         _exc_info(ValueError("first child")),
         _exc_info(KeyError("second")),

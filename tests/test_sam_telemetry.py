@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from _sam_support import SAM_DIR, load, only_function, resources_of_type
+from _xray_support import Daemon, decode, spans_of
+from _xray_support import daemon_fixture as daemon_fixture
 
 # -- the telemetry templates' function, run locally with the template's environment ----------------------------------
 # The function runs in a child process (this file, run as a script): configure() installs global providers, which a
@@ -302,6 +304,19 @@ def test_emf_function_writes_valid_emf_lines_that_add_up(tmp_path: Path) -> None
     assert total("messaging.process.duration")[0] == 4  # one sample per record
     assert total("batchlens.batch.oldest_record_age")[0] == 1  # one sample per batch
     assert total("batchlens.batch.size", ("batchlens.batch.outcome", "partial_failure")) == [1, 4]
+
+
+def test_emf_function_sends_the_spans_of_a_sampled_invocation_to_xray(tmp_path: Path, daemon: Daemon) -> None:
+    """With no OTEL_TRACES_EXPORTER and no collector, a sampled invocation's spans reach the daemon before it ends."""
+    trace = "5759e988bd862e3fe1be46a994272793"
+    header = f"Root=1-{trace[:8]}-{trace[8:]};Parent=53995c3f42cd8ad8;Sampled=1"
+    response, _lines, event = run_function(
+        "sqs_emf_telemetry.yaml", tmp_path, AWS_XRAY_DAEMON_ADDRESS=daemon.address, _X_AMZN_TRACE_ID=header
+    )
+    assert response == {"batchItemFailures": expected_failures(event)}
+    spans = spans_of([decode(d) for d in daemon.datagrams()])
+    assert len(spans) == 1 + len(event["Records"])
+    assert {span.trace_id.hex() for span in spans} == {trace}
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ class Telemetry:
         log_output: Where log entries go when structlog is unconfigured: ``auto`` detects an application that
             logs through ``logging``, ``structlog`` and ``stdlib`` force one (``BATCHLENS_LOG_OUTPUT``).
         xray_parent: When no span is current, make the invocation's sampled X-Ray trace (``_X_AMZN_TRACE_ID``)
-            the batch span's parent (``BATCHLENS_XRAY_PARENT``).
+            the batch span's parent (``BATCHLENS_XRAY_PARENT``); with a tracer provider built for the ``xray``
+            exporter an unsampled one is the parent too, so nothing of that invocation is recorded. Off, the
+            caller's W3C trace (``context.w3c()``) is still joined.
         document_keys: Record a DynamoDB item's keys as ``faas.document.name`` on record spans; off by default,
             since keys can be personal data (``BATCHLENS_DOCUMENT_KEYS``).
         tracer_provider: Tracer provider to use instead of the OpenTelemetry global one.

@@ -250,4 +250,3 @@ def _stop_policy(event_type: EventType, stop_on_first_failure: bool | None) -> b
             f"{event_type.name}; for ordered SQS use SqsFifoPartialProcessor"
         )
     return bool(stop_on_first_failure)
-

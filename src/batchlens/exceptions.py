@@ -15,7 +15,8 @@ Exception tree::
     └── DeadlineExceededError             (not started: the Lambda deadline was too close)
 
 The first five names and their behaviour match Powertools for AWS Lambda (Python), so code that catches
-them keeps working after the import swap.
+them keeps working after the import swap; one difference: ``str()`` of a ``BatchProcessingError`` never quotes
+record data (see the class).
 """
 
 from __future__ import annotations
@@ -63,10 +64,23 @@ class BaseBatchProcessingError(Exception):
 
 
 class BatchProcessingError(BaseBatchProcessingError):
-    """Raised when every record of a batch failed (and ``raise_on_entire_batch_failure`` is on)."""
+    """Raised when every record of a batch failed (and ``raise_on_entire_batch_failure`` is on).
+
+    ``str()`` is the summary followed by each failed record's traceback, like Powertools', but sanitised and
+    bounded the way telemetry is: a validation error is described by its count, locations and types, never by
+    the input it quotes; every message is capped, and the whole text is at most 16 KiB (the tracebacks that do
+    not fit are counted on a last line). Lambda's runtime writes this text to the log, the Invoke error response
+    and X-Ray. ``msg``, ``child_exceptions`` and ``format_exceptions()`` keep Powertools' full content.
+    """
 
     def __str__(self) -> str:
-        return self.format_exceptions(super().__str__())
+        try:
+            # imported here: this module imports nothing from the package at import time (see the docstring)
+            from batchlens._telemetry._batch_error import batch_error_text
+
+            return batch_error_text(self, super().__str__(), self.child_exceptions)
+        except Exception:
+            return f"<{type(self).__qualname__}: str() failed>"
 
 
 class UnexpectedBatchTypeError(BatchProcessingError):

@@ -37,6 +37,8 @@ from batchlens._telemetry._resolve import (
     OTLP_PROTOCOLS,
     SDK_HINT,
     TRACES_EXPORTERS,
+    _env,
+    _in_lambda,
     _positive_int_env,
     _resolve_exporters,
     _resolve_log_format,
@@ -44,10 +46,13 @@ from batchlens._telemetry._resolve import (
     _resolve_otlp_protocol,
     _resolve_prometheus_endpoint,
     _span_queue_size,
+    lambda_trace_default,
 )
 from batchlens._telemetry._sdk import (
     _build_resource,
+    _build_tracer_provider,
     _install_globals,
+    _installed_tracer_provider,
     _make_metric_reader,
     _make_span_exporter,
     _start_prometheus,
@@ -115,6 +120,7 @@ class TelemetryHandle:
         prometheus_server: WSGIServer | None,
         log_format: str,
         is_global: bool,
+        owns_tracer_provider: bool = True,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -125,6 +131,8 @@ class TelemetryHandle:
         self.is_global = is_global
         self._prometheus_server = prometheus_server
         self._shut_down = False
+        # False for a provider installed before configure() (a Lambda layer's): shutdown() only flushes it
+        self._owns_tracer_provider = owns_tracer_provider
 
     @property
     def prometheus_port(self) -> int | None:
@@ -139,8 +147,9 @@ class TelemetryHandle:
         Call it before a Lambda handler returns: the sandbox is frozen right after, and whatever is still
         queued is lost or arrives late. Both providers are flushed at once on daemon threads and the call
         returns at the deadline even when an exporter never answers (the export then continues in the
-        background, and a warning on the ``batchlens`` logger names what was cut). Never raises; failures are
-        logged through :mod:`logging`.
+        background, and a warning on the ``batchlens`` logger names what was cut). A provider whose flush was cut
+        or whose exporter fails is waited for at most 40 ms until one of its exports succeeds again (see
+        ``docs/exporters.md``). Never raises; failures are logged through :mod:`logging`.
 
         Args:
             timeout_millis: The budget shared by the span and the metric flush; default 5,000 ms.
@@ -187,6 +196,11 @@ class TelemetryHandle:
             return
         self._shut_down = True
         tracer_provider, meter_provider = self.tracer_provider, self.meter_provider
+        stop_tracing: Callable[[int], object] = (
+            (lambda timeout: tracer_provider.shutdown())
+            if self._owns_tracer_provider
+            else (lambda timeout: tracer_provider.force_flush(timeout))
+        )
 
         def failed(index: int, exc: BaseException) -> None:
             _logger.error("batchlens.telemetry: shutting down the %s failed", _PROVIDERS[index], exc_info=exc)
@@ -194,8 +208,8 @@ class TelemetryHandle:
         # targets of their own: a shutdown never joins a waiting flush
         flush_within(
             [
-                FlushTask(_PROVIDERS[0], object(), lambda timeout: tracer_provider.shutdown()),
-                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout)),
+                FlushTask(_PROVIDERS[0], object(), stop_tracing, watched=False),
+                FlushTask(_PROVIDERS[1], object(), lambda timeout: meter_provider.shutdown(timeout), watched=False),
             ],
             max(1, int(timeout_millis)),
             on_error=failed,
@@ -234,8 +248,11 @@ def configure(
     Args:
         service_name: ``service.name`` of the resource. Defaults to ``OTEL_SERVICE_NAME``, then
             ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, then the Lambda function name.
-        traces: ``"otlp"``, ``"console"``, ``"none"`` (comma-separated combinations allowed) or a
-            ``SpanExporter`` instance. Defaults to ``OTEL_TRACES_EXPORTER``, then ``"otlp"``.
+        traces: ``"otlp"``, ``"xray"``, ``"console"``, ``"none"`` (comma-separated combinations allowed) or a
+            ``SpanExporter`` instance; ``"xray"`` sends spans by UDP to the X-Ray daemon endpoint
+            (``AWS_XRAY_DAEMON_ADDRESS``). Defaults to ``OTEL_TRACES_EXPORTER``, then, inside Lambda, to an SDK
+            tracer provider already installed globally (used as it is), else ``"otlp"`` when an OTLP endpoint
+            variable or a collector extension is found, else ``"xray"``; ``"otlp"`` outside Lambda.
         metrics: ``"emf"`` (CloudWatch Embedded Metric Format lines on stdout, written at each flush),
             ``"otlp"``, ``"prometheus"``, ``"console"``, ``"none"`` (combinations allowed) or a
             ``MetricReader`` instance. Defaults to ``OTEL_METRICS_EXPORTER``, then ``"emf"`` inside Lambda
@@ -264,6 +281,11 @@ def configure(
     env: Mapping[str, str] = os.environ
     # Validate everything before building anything, so a typo leaves no half-started pipeline behind.
     trace_names, span_exporter_obj = _resolve_exporters(traces, env, "traces", "OTEL_TRACES_EXPORTER")
+    lambda_default = traces is None and _env(env, "OTEL_TRACES_EXPORTER") is None and _in_lambda(env)
+    why = ""
+    if lambda_default:
+        default_name, why = lambda_trace_default(env)
+        trace_names = (default_name,)
     metric_names, metric_reader_obj = _resolve_exporters(metrics, env, "metrics", "OTEL_METRICS_EXPORTER")
     log_format = _resolve_log_format(logs, env)
     level = _resolve_log_level(log_level, env) if log_format != "none" else logging.INFO
@@ -276,32 +298,44 @@ def configure(
 
     try:
         from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         raise ImportError(f"batchlens.telemetry.configure() needs the OpenTelemetry SDK: {SDK_HINT}") from exc
 
-    resource = _build_resource(service_name, env)
+    from batchlens._telemetry._watch import Watch
 
-    span_exporters: list[SpanExporter] = []
+    # a layer's provider (AWS_LAMBDA_EXEC_WRAPPER=/opt/otel-instrument) already exports: use it as it is
+    borrowed = _installed_tracer_provider() if lambda_default else None
+    if borrowed is not None:
+        trace_names = ()
+    resource = _build_resource(service_name, env)
+    watch = Watch()  # the exporters report each export: a dead collector costs one flush, not every flush
+
+    pairs: list[tuple[SpanExporter, bool]] = []
     if span_exporter_obj is not None:
-        span_exporters.append(span_exporter_obj)
-    span_exporters.extend(_make_span_exporter(name, trace_protocol) for name in trace_names)
-    tracer_provider = TracerProvider(resource=resource)
-    for exporter in span_exporters:
-        tracer_provider.add_span_processor(
-            BatchSpanProcessor(exporter, max_queue_size=queue_size, max_export_batch_size=export_batch)
-        )
+        pairs.append((span_exporter_obj, False))
+    pairs.extend((_make_span_exporter(name, trace_protocol), name == "xray") for name in trace_names)
+    span_exporters = [exporter for exporter, _is_xray in pairs]
+    if lambda_default:
+        _say_trace_default(trace_names, why, borrowed, span_exporters)
+    if borrowed is not None:
+        tracer_provider = borrowed
+    else:
+        tracer_provider = _build_tracer_provider(resource, pairs, queue_size, export_batch, watch.span_exporter)
 
     readers: list[MetricReader] = []
     if metric_reader_obj is not None:
         readers.append(metric_reader_obj)
-    readers.extend(_make_metric_reader(name, metric_protocol) for name in metric_names if name != "prometheus")
+    readers.extend(
+        _make_metric_reader(name, metric_protocol, watch.metric_exporter)
+        for name in metric_names
+        if name != "prometheus"
+    )
     server: WSGIServer | None = None
     if "prometheus" in metric_names:
         prometheus_reader, server = _start_prometheus(port, addr)
         readers.append(prometheus_reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    watch.attach(tracer_provider, meter_provider)
 
     is_global = False
     if set_global:
@@ -321,4 +355,33 @@ def configure(
         prometheus_server=server,
         log_format=log_format,
         is_global=is_global,
+        owns_tracer_provider=borrowed is None,
     )
+
+
+def _say_trace_default(
+    names: tuple[str, ...], why: str, borrowed: TracerProvider | None, exporters: list[SpanExporter]
+) -> None:
+    """The one line naming the trace pipeline chosen inside Lambda without an explicit choice, and how to change it."""
+    change = "choose with OTEL_TRACES_EXPORTER (otlp, xray, console, none) or configure(traces=...)"
+    if borrowed is not None:
+        _logger.info(
+            "batchlens.telemetry.configure(): traces use the OpenTelemetry SDK TracerProvider already installed "
+            "(%s, e.g. by an OpenTelemetry or ADOT Lambda layer); batchlens adds no span exporter to it. To build "
+            "batchlens' own pipeline instead, %s.",
+            type(borrowed).__name__,
+            change,
+        )
+    elif names == ("xray",):
+        host, port = getattr(exporters[-1], "address", ("127.0.0.1", 2000))
+        _logger.info(
+            "batchlens.telemetry.configure(): traces go to X-Ray through the Lambda daemon endpoint at %s:%d "
+            "(%s); only invocations Lambda samples (active tracing) are recorded. To send OTLP instead (e.g. to a "
+            "collector on localhost:4318), set OTEL_EXPORTER_OTLP_ENDPOINT; or %s.",
+            host,
+            port,
+            why,
+            change,
+        )
+    else:
+        _logger.info("batchlens.telemetry.configure(): traces go over OTLP (%s); %s.", why, change)

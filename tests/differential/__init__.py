@@ -12,18 +12,17 @@ import asyncio
 import copy
 import json
 import os
-import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities import batch as pt
-from aws_lambda_powertools.utilities.batch import exceptions as pt_exceptions
 from hypothesis import HealthCheck, settings
 
 import batchlens as bl
-from batchlens import exceptions as bl_exceptions
+
+from ._compare import assert_same
 
 __all__ = [
     "ASYNC_HANDLERS",
@@ -364,115 +363,6 @@ def run(
         outcome.error = error
     outcome.exceptions = [f"{exc[0]}:{exc[1]}" for exc in processor.exceptions]
     return outcome
-
-
-def _normalized(text: str) -> str:
-    """Failure strings name the exception class; the circuit-breaker classes live in each library's module."""
-    return text.replace("aws_lambda_powertools.utilities.batch.exceptions.", "batchlens.exceptions.")
-
-
-_INPUT_VALUE = re.compile(r"input_value=.*?, input_type=", re.S)
-
-
-def _without_inputs(text: str) -> str:
-    """A pydantic error text without the echoed input values.
-
-    Powertools' Kafka model decodes header values in place before validation fails, so its error text
-    echoes bytes where batchlens.models (which leaves the input alone) echoes the raw lists.
-    """
-    return _INPUT_VALUE.sub("input_value=..., input_type=", text)
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).split("\n", 1)[0]
-
-
-def _same_error(pt_error: BaseException | None, bl_error: BaseException | None) -> None:
-    assert (pt_error is None) == (bl_error is None), (pt_error, bl_error)
-    if pt_error is None or bl_error is None:
-        return
-    name = type(pt_error).__name__
-    assert type(bl_error).__name__ == name, (pt_error, bl_error)
-    expected = getattr(bl_exceptions, name, None)
-    if expected is not None:
-        assert isinstance(bl_error, expected)
-        assert isinstance(pt_error, getattr(pt_exceptions, name))
-    else:
-        assert type(bl_error) is type(pt_error)
-    assert _first_line(bl_error) == _first_line(pt_error)
-
-
-def _record_payload(obj: Any) -> Any:
-    """A comparable form of a failed record: the model's dump, else the data class's raw event."""
-    dump = getattr(obj, "model_dump", None)
-    if dump is not None:
-        return ("model", dump())
-    return ("raw", obj.raw_event)
-
-
-def _same_processed(
-    pt_entries: list[Any] | None,
-    bl_entries: list[Any] | None,
-    bl_inputs: list[Any],
-    same_model_errors: bool,
-    normalize: Callable[[str], str],
-) -> None:
-    assert (pt_entries is None) == (bl_entries is None)
-    if pt_entries is None or bl_entries is None:
-        return
-    assert len(bl_entries) == len(pt_entries)
-    for index, (pt_entry, bl_entry) in enumerate(zip(pt_entries, bl_entries, strict=True)):
-        assert len(bl_entry) == 3, index
-        assert bl_entry[0] == pt_entry[0], index
-        if pt_entry[0] == "success":
-            assert bl_entry[1] == pt_entry[1], (index, pt_entry[1], bl_entry[1])
-        else:
-            assert normalize(bl_entry[1]) == normalize(_normalized(pt_entry[1])), (index, pt_entry[1], bl_entry[1])
-        if pt_entry[0] == "success":
-            assert type(bl_entry[2]) is dict, index
-            if same_model_errors:
-                assert bl_entry[2] == pt_entry[2], index
-            else:
-                # different models: Powertools' may have decoded its raw record in place; batchlens' must not
-                assert bl_entry[2] == bl_inputs[index], index
-        else:
-            expected = _record_payload(pt_entry[2])
-            actual = _record_payload(bl_entry[2])
-            if not same_model_errors and expected[0] == "raw":
-                assert actual == ("raw", bl_inputs[index]), index
-            else:
-                assert actual == expected, index
-
-
-def _failure_ids(response: Any) -> list[str]:
-    return [json.dumps(item, sort_keys=True) for item in response["batchItemFailures"]]
-
-
-def assert_same(
-    pt_outcome: Outcome, bl_outcome: Outcome, *, ordered: bool = True, same_model_errors: bool = True
-) -> None:
-    """Assert both outcomes match.
-
-    ``ordered=False`` compares failures as sets (Powertools' async processor reports completion order).
-    ``same_model_errors=False`` (the two sides validate with different model classes) ignores the input
-    values pydantic echoes in validation error texts.
-    """
-    _same_error(pt_outcome.error, bl_outcome.error)
-    if pt_outcome.response is not None or bl_outcome.response is not None:
-        assert bl_outcome.response is not None
-        assert pt_outcome.response is not None
-        if ordered:
-            assert json.dumps(bl_outcome.response) == json.dumps(pt_outcome.response)
-        else:
-            assert sorted(_failure_ids(bl_outcome.response)) == sorted(_failure_ids(pt_outcome.response))
-    normalize = (lambda text: text) if same_model_errors else _without_inputs
-    pt_exceptions_seen = [normalize(_normalized(text)) for text in pt_outcome.exceptions]
-    bl_exceptions_seen = [normalize(text) for text in bl_outcome.exceptions]
-    if ordered:
-        assert bl_exceptions_seen == pt_exceptions_seen
-    else:
-        assert sorted(bl_exceptions_seen) == sorted(pt_exceptions_seen)
-    _same_processed(pt_outcome.processed, bl_outcome.processed, bl_outcome.inputs, same_model_errors, normalize)
 
 
 def assert_input_order(event: dict[str, Any], event_type: str, outcome: Outcome) -> None:

@@ -3,7 +3,8 @@
 ``configure()`` runs once per cold start and takes everything from the environment the template sets:
 
 - ``sqs_emf_telemetry.yaml``: no ``OTEL_METRICS_EXPORTER``, so in Lambda the metrics go out as CloudWatch Embedded
-  Metric Format lines on stdout (namespace ``BATCHLENS_EMF_NAMESPACE``); no collector, no extra infrastructure.
+  Metric Format lines on stdout (namespace ``BATCHLENS_EMF_NAMESPACE``); no ``OTEL_TRACES_EXPORTER``, so with no
+  collector the spans of sampled invocations go to X-Ray by UDP; no collector, no extra infrastructure.
 - ``sqs_adot_telemetry.yaml``: ``OTEL_TRACES_EXPORTER=otlp`` and ``OTEL_METRICS_EXPORTER=otlp`` to the ADOT
   collector layer on localhost, which sends spans to X-Ray and metrics to CloudWatch (``collector.yaml``).
 

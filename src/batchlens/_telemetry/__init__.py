@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from batchlens._telemetry import _restore
+
 if TYPE_CHECKING:
     from batchlens._config import Telemetry
     from batchlens._observer import Observer
@@ -33,4 +35,8 @@ def build_observers(telemetry: Telemetry) -> list[Observer]:
         from batchlens._telemetry.sentry import SentryObserver
 
         observers.append(SentryObserver(telemetry))
+    if observers and _restore.snap_start():
+        # built at init, before the snapshot: register the flush workers' after-restore hooks now, and reseed the
+        # trace id randomness in every restored copy (see _restore)
+        from batchlens._telemetry import _flush  # noqa: F401
     return observers

@@ -237,13 +237,14 @@ def _linked(exc: BaseException) -> list[BaseException]:
     return found
 
 
-def _sanitised(exc: BaseException) -> str:
-    """The exception's message without validation input; not yet bounded."""
+def _sanitised(exc: BaseException, text: str | None = None) -> str:
+    """The exception's message (``text`` when given) without validation input; not yet bounded."""
     kind = _validation_kind(exc)
     if kind is not None:
         return _validation_description(exc, kind)
-    summary = _batch_summary(exc)
-    text = safe_str(exc) if summary is None else summary
+    if text is None:
+        summary = _batch_summary(exc)
+        text = safe_str(exc) if summary is None else summary
     if not text:
         return text
     for linked in _linked(exc):
@@ -338,14 +339,18 @@ def _cut_middle_utf8(text: str, limit: int) -> str:
     return _head_bytes(data, head) + marker + _tail_bytes(data, room - head)
 
 
-def exception_message(exc: BaseException) -> str:
+def exception_message(exc: BaseException, text: str | None = None) -> str:
     """The exception's message as telemetry may carry it: sanitised, bounded in bytes, never raising.
 
     This is the one function spans, log lines and Sentry events take an exception's message from. A batch
     error (``BatchProcessingError``) is described by its summary, without its records' tracebacks.
+
+    Args:
+        exc: The exception.
+        text: The words to sanitise instead of ``str(exc)`` (a batch error's ``__str__`` passes its summary).
     """
     try:
-        text = _sanitised(exc)
+        text = _sanitised(exc, text)
     except Exception:
         text = f"<{type(exc).__qualname__}: str() failed>"
     return _cut_utf8(text, MAX_MESSAGE_BYTES)

@@ -12,6 +12,13 @@ previous one is stuck waits behind it (within its caller's deadline) and joins t
 exporter costs one thread per target and no backlog, however many invocations pass; the batch processor's queue
 keeps taking spans, and the waiting flush exports them once the exporter recovers. Workers are reused across
 invocations (starting a thread per flush would cost more than the flush) and end after a minute without work.
+
+A target whose flush was cut, or whose exporter fails, is *bad* (``_health``): later flushes wait for it at most
+40 ms until it recovers, so a dead collector costs one invocation its flush budget, not every invocation. After a
+SnapStart restore (``_restore``) the workers of the snapshot are retired and new ones start on demand.
+
+A target marked with ``_inline.mark_inline`` (a tracer provider whose only export is a non-blocking UDP send) is
+flushed in the caller's thread instead: its flush cannot hang, and the hand-off would cost more than the flush.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
+
+from batchlens._telemetry import _health, _restore
+from batchlens._telemetry._inline import flushes_inline
 
 __all__ = ["DEFAULT_FLUSH_MS", "FLUSH_SAFETY_MARGIN_MS", "FlushTask", "flush_budget_ms", "flush_within"]
 
@@ -44,12 +54,14 @@ class FlushTask(NamedTuple):
         flush: Called with the milliseconds left.
         lane: The worker that runs it (default: one per target); targets sharing a lane are flushed one
             after the other.
+        watched: Whether how it went counts for the target's health (not for a shutdown, which ends the target).
     """
 
     name: str
     target: object
     flush: Callable[[int], object]
     lane: object = None
+    watched: bool = True
 
 
 _IDLE_S = 60.0
@@ -70,15 +82,34 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers_in_child)
 
 
+@_restore.register_after_restore
+def _retire_workers() -> None:
+    # after a SnapStart restore the snapshot's workers still run (a whole VM is restored), but what they were doing
+    # belongs to the snapshot: drop their waiting flushes, let them end, and start new workers for new flushes
+    with _lock:
+        workers = list(_workers.values())
+        _workers.clear()
+        for worker in workers:
+            worker.retired = True
+            worker.pending.clear()
+            worker.wake.notify()
+
+
+# nothing of the snapshot's network holds after a restore: every target starts good
+_restore.register_after_restore(_health.reset_all)
+
+
 class _Request:
     """One flush asked of a worker; callers wait on ``done`` until their deadline."""
 
-    __slots__ = ("budget_ms", "deadline", "done", "errors", "flush", "queued", "target")
+    __slots__ = ("budget_ms", "deadline", "done", "errors", "flush", "name", "queued", "target", "watched")
 
     def __init__(
-        self, target: object, flush: Callable[[int], object], deadline: float, budget_ms: int, queued: bool
+        self, task: FlushTask, flush: Callable[[int], object], deadline: float, budget_ms: int, queued: bool
     ) -> None:
-        self.target = target
+        self.name = task.name
+        self.watched = task.watched
+        self.target = task.target
         self.flush = flush
         self.deadline = deadline
         self.budget_ms = budget_ms
@@ -90,26 +121,27 @@ class _Request:
 class _Worker:
     """Runs the flushes of one lane on a daemon thread, one at a time; at most one waits per target."""
 
-    __slots__ = ("busy", "key", "lane", "pending", "thread", "wake")
+    __slots__ = ("busy", "key", "lane", "pending", "retired", "thread", "wake")
 
     def __init__(self, name: str, lane: object) -> None:
         self.key = id(lane)
         self.lane = lane  # keeps id(lane) from being reused while the worker lives
         self.pending: dict[int, _Request] = {}  # id(target) -> request, oldest first
         self.busy = False
+        self.retired = False
         self.wake = threading.Condition(_lock)
         # named like the SDK's own workers (OtelBatchSpanRecordProcessor); long-lived, unlike the per-batch
         # "batchlens…" pool threads
         self.thread = threading.Thread(target=self._loop, name=f"BatchlensFlush-{name}", daemon=True)
 
-    def submit(self, target: object, flush: Callable[[int], object], deadline: float, budget_ms: int) -> _Request:
-        """Queue a flush (called with ``_lock`` held); joins the one already waiting for ``target``, if any."""
-        request = self.pending.get(id(target))
+    def submit(self, task: FlushTask, deadline: float, budget_ms: int) -> _Request:
+        """Queue a flush (called with ``_lock`` held); joins the one already waiting for its target, if any."""
+        request = self.pending.get(id(task.target))
         if request is not None:
             request.deadline = max(request.deadline, deadline)
             return request
-        request = self.pending[id(target)] = _Request(
-            target, flush, deadline, budget_ms, self.busy or bool(self.pending)
+        request = self.pending[id(task.target)] = _Request(
+            task, task.flush, deadline, budget_ms, self.busy or bool(self.pending)
         )
         self.wake.notify()
         return request
@@ -117,24 +149,38 @@ class _Worker:
     def _loop(self) -> None:
         while True:
             with _lock:
-                while not self.pending:
+                while not self.pending and not self.retired:
                     if not self.wake.wait(_IDLE_S) and not self.pending:
+                        self.retired = True
+                if self.retired:
+                    if _workers.get(self.key) is self:
                         del _workers[self.key]
-                        return
+                    return
                 request = self.pending.pop(next(iter(self.pending)))
                 self.busy = True
             # a flush started at once gets its whole budget; one that waited behind another gets what is left,
             # and one that starts after every caller gave up still exports, with a budget of its own
             left_ms = round((request.deadline - time.monotonic()) * 1000)
             timeout_ms = (request.budget_ms if not request.queued else left_ms) if left_ms > 0 else DEFAULT_FLUSH_MS
+            started = time.monotonic()
             try:
                 request.flush(timeout_ms)
             except Exception as exc:  # reported by the callers still waiting
                 request.errors.append(exc)
             finally:
+                ended = time.monotonic()
                 with _lock:
                     self.busy = False
                 request.done.set()
+                # a flush that ran out its whole timeout gave up with work left (Sentry's returns at its timeout)
+                ran_out = timeout_ms > 0 and (ended - started) * 1000 >= timeout_ms
+                if request.watched:
+                    _health.flush_finished(
+                        request.target,
+                        in_time=not request.errors and ended <= request.deadline,
+                        timeout_ms=timeout_ms if ran_out else 0,
+                        name=request.name,
+                    )
                 del request  # hold nothing of an ended invocation while idle
 
 
@@ -167,7 +213,7 @@ def _submit(task: FlushTask, deadline: float, budget_ms: int) -> _Request:
         if worker is None or not worker.thread.is_alive():
             worker = _workers[id(lane)] = _Worker(task.name, lane)
             worker.thread.start()
-        return worker.submit(task.target, task.flush, deadline, budget_ms)
+        return worker.submit(task, deadline, budget_ms)
 
 
 def flush_within(
@@ -177,7 +223,12 @@ def flush_within(
 ) -> list[str]:
     """Run every flush at once and wait for them until ``budget_ms`` has passed, never longer.
 
-    A cut flush is reported with one warning on the ``batchlens`` logger naming the cut targets.
+    A target that is bad (its last flush was cut, or its exporter fails: see ``_health``) is waited for at most
+    40 ms (``BATCHLENS_FLUSH_FAILING_WAIT_MS``), and not at all while its worker is still busy with an earlier
+    flush; its flush still runs, in the background, with the whole budget. A target that was good and is cut at the
+    deadline becomes bad; one warning on the ``batchlens`` logger names those targets. A target whose exporter starts
+    failing during the flush (a refused connection) is not waited for any longer either. Cutting a target that was
+    already bad is logged at debug level only, so a dead collector does not print a warning every invocation.
 
     Args:
         tasks: What to flush; each ``flush`` is called with the milliseconds left.
@@ -186,7 +237,7 @@ def flush_within(
             without it the exception is logged.
 
     Returns:
-        The names of the flushes still running at the deadline (empty when everything finished).
+        The names of the flushes still running when their caller stopped waiting (empty when everything finished).
     """
     cut: list[str] = []
     if budget_ms <= 0:
@@ -194,33 +245,105 @@ def flush_within(
         if cut:
             _report(cut, budget_ms, "no time was left to flush")
         return cut
-    deadline = time.monotonic() + budget_ms / 1000
-    requests = [_submit(task, deadline, budget_ms) for task in tasks]
+    started = time.monotonic()
+    deadline = started + budget_ms / 1000
+    failing_wait_ms = _health.failing_wait_ms()
+    short_deadline = min(deadline, started + failing_wait_ms / 1000)
+    bad = [task.watched and _health.is_bad(task.target) for task in tasks]
+    # a target that never waits (UDP export) is flushed here, after the others were handed to their workers
+    inline = [flushes_inline(task.target) for task in tasks]
+    requests = [
+        _Request(t, t.flush, deadline, budget_ms, False) if i else _submit(t, deadline, budget_ms)
+        for t, i in zip(tasks, inline, strict=True)
+    ]
+    for request, is_inline in zip(requests, inline, strict=True):
+        if is_inline:
+            _run_inline(request)
+    newly_cut: list[FlushTask] = []  # cut while healthy (and shutdowns)
     for index, request in enumerate(requests):
-        if not request.done.wait(_remaining_s(deadline)):
+        wait_until = deadline
+        if bad[index]:
+            # a failing target still busy with an earlier flush (stuck on its exporter) will not finish this one
+            # within the short wait: do not wait for it at all
+            skip = request.queued and failing_wait_ms < budget_ms
+            wait_until = started if skip else short_deadline
+        if not _wait(request, tasks[index], wait_until, watch=not bad[index] and failing_wait_ms < budget_ms):
             cut.append(tasks[index].name)
+            if not bad[index]:
+                newly_cut.append(tasks[index])
         elif request.errors:
             if on_error is not None:
                 on_error(index, request.errors[0])
             else:
                 _log.warning("batchlens: flushing %s failed", tasks[index].name, exc_info=request.errors[0])
-    if cut:
-        _report(cut, budget_ms, "an exporter did not finish in time")
+    if newly_cut:
+        cause = f"its flush was cut at the {budget_ms} ms deadline"
+        failing = [
+            task.name
+            for task in newly_cut
+            if task.watched and _health.tracked(task.target, task.name).failed(cause, announce=False)
+        ]
+        _report([task.name for task in newly_cut], budget_ms, "an exporter did not finish in time", failing)
+    if len(cut) > len(newly_cut):
+        waited_less = [tasks[index].name for index in range(len(tasks)) if bad[index] and tasks[index].name in cut]
+        _log.debug("batchlens telemetry flush did not wait for failing targets: %s", ", ".join(waited_less))
     return cut
+
+
+def _run_inline(request: _Request) -> None:
+    try:
+        request.flush(request.budget_ms)
+    except Exception as exc:  # reported like a worker's
+        request.errors.append(exc)
+    request.done.set()
 
 
 def _remaining_s(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def _report(cut: list[str], budget_ms: int, why: str) -> None:
+_HEALTH_POLL_S = 0.025
+"""While waiting for a healthy target, how often to look whether its exporter has started failing meanwhile."""
+
+
+def _wait(request: _Request, task: FlushTask, until: float, *, watch: bool) -> bool:
+    """Wait for ``request`` until ``until``; give up early when ``watch`` and the target starts failing meanwhile.
+
+    An exporter that reports a refused connection in the middle of this flush (its first retry line) makes its
+    target fail: waiting on for its backoff and retries would cost the invocation its whole budget for nothing.
+
+    Returns:
+        Whether the flush finished.
+    """
+    if not (watch and task.watched):
+        return request.done.wait(_remaining_s(until))
+    while True:
+        remaining = _remaining_s(until)
+        if request.done.wait(min(remaining, _HEALTH_POLL_S)):
+            return True
+        if remaining <= _HEALTH_POLL_S or _health.is_bad(task.target):
+            return request.done.is_set()
+
+
+def _report(cut: list[str], budget_ms: int, why: str, failing: Sequence[str] = ()) -> None:
+    later = ""
+    if failing:
+        later = (
+            f"; until one of its exports succeeds, later flushes wait at most {_health.failing_wait_ms()} ms for "
+            + ", ".join(failing)
+        )
     _log.warning(
         "batchlens telemetry flush cut at its %d ms deadline (%s): %s; the invocation returns now and the "
-        "export continues in the background",
+        "export continues in the background%s",
         max(0, budget_ms),
         why,
         ", ".join(cut),
-        extra={"batchlens_flush_cut": list(cut), "batchlens_flush_budget_ms": max(0, budget_ms)},
+        later,
+        extra={
+            "batchlens_flush_cut": list(cut),
+            "batchlens_flush_budget_ms": max(0, budget_ms),
+            "batchlens_flush_failing": list(failing),
+        },
     )
 
 

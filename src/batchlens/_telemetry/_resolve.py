@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,10 +16,17 @@ __all__ = [
     "OTLP_PROTOCOLS",
     "SDK_HINT",
     "TRACES_EXPORTERS",
+    "lambda_trace_default",
 ]
 
-TRACES_EXPORTERS: tuple[str, ...] = ("otlp", "console", "none")
-"""Accepted names for ``traces`` / ``OTEL_TRACES_EXPORTER`` (comma-separated combinations allowed)."""
+TRACES_EXPORTERS: tuple[str, ...] = ("otlp", "xray", "console", "none")
+"""Accepted names for ``traces`` / ``OTEL_TRACES_EXPORTER`` (comma-separated combinations allowed).
+
+``xray`` sends OTLP spans by UDP to the X-Ray daemon endpoint (``AWS_XRAY_DAEMON_ADDRESS``); it is the default inside
+Lambda when no OTLP endpoint, collector extension or pre-installed tracer provider is found."""
+
+COLLECTOR_EXTENSION = "/opt/extensions/collector"
+"""Where the OpenTelemetry (and ADOT) collector Lambda layers install their extension."""
 
 METRICS_EXPORTERS: tuple[str, ...] = ("emf", "otlp", "prometheus", "console", "none")
 """Accepted names for ``metrics`` / ``OTEL_METRICS_EXPORTER`` (comma-separated combinations allowed).
@@ -86,6 +94,27 @@ def _resolve_exporters(
             f"instance, not {type(value).__name__}"
         )
     return (), value
+
+
+def lambda_trace_default(env: Mapping[str, str], collector_extension: str | None = None) -> tuple[str, str]:
+    """``(exporter, why)`` for traces inside Lambda when neither ``traces=`` nor ``OTEL_TRACES_EXPORTER`` is given.
+
+    OTLP when an OTLP endpoint is configured or a collector extension is present (a collector to receive it);
+    otherwise ``xray``, which needs nothing that may be missing and never waits.
+    """
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if _env(env, variable) is not None:
+            return "otlp", f"{variable} is set"
+    if _env(env, "OPENTELEMETRY_COLLECTOR_CONFIG_URI") is not None:
+        return "otlp", "OPENTELEMETRY_COLLECTOR_CONFIG_URI is set (a collector extension)"
+    path = COLLECTOR_EXTENSION if collector_extension is None else collector_extension
+    try:
+        present = os.path.exists(path)
+    except (OSError, ValueError):
+        present = False
+    if present:
+        return "otlp", f"the collector extension {path} is present"
+    return "xray", f"no OTEL_EXPORTER_OTLP_ENDPOINT and no collector extension ({path})"
 
 
 def _parse_names(raw: str, source: str, accepted: tuple[str, ...]) -> tuple[str, ...]:

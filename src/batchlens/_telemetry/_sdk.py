@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as trace_api
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -60,6 +60,10 @@ def _build_resource(service_name: str | None, env: Mapping[str, str]) -> Resourc
 
 
 def _make_span_exporter(name: str, protocol: str) -> SpanExporter:
+    if name == "xray":
+        from batchlens._telemetry._xray_udp import XRayUdpSpanExporter
+
+        return XRayUdpSpanExporter()  # AWS_XRAY_DAEMON_ADDRESS, else 127.0.0.1:2000
     if name == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -70,7 +74,59 @@ def _make_span_exporter(name: str, protocol: str) -> SpanExporter:
     return exporter
 
 
-def _make_metric_reader(name: str, protocol: str) -> MetricReader:
+def _build_tracer_provider(
+    resource: Resource,
+    exporters: list[tuple[SpanExporter, bool]],
+    queue_size: int,
+    export_batch: int,
+    watch: Callable[[SpanExporter], SpanExporter] = lambda exporter: exporter,
+) -> TracerProvider:
+    """The tracer provider of ``configure()``; ``exporters`` pairs each exporter with whether it is the X-Ray one.
+
+    The X-Ray exporter gets X-Ray-style trace ids, follows Lambda's sampling decision and exports at flush time in
+    the flushing thread (a UDP send cannot hang); every other exporter gets a batch processor (a worker thread)
+    and is wrapped by ``watch``, so its failures mark its flush target as failing.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    xray = any(is_xray for _exporter, is_xray in exporters)
+    options: dict[str, Any] = {}
+    if xray and _env(os.environ, "OTEL_PYTHON_ID_GENERATOR") is None:
+        from batchlens._telemetry._xray_udp import XRayIdGenerator
+
+        options["id_generator"] = XRayIdGenerator()
+    provider = TracerProvider(resource=resource, **options)
+    for exporter, is_xray in exporters:
+        if is_xray:
+            from batchlens._telemetry._span_flush import FlushSpanProcessor
+
+            provider.add_span_processor(FlushSpanProcessor(exporter, export_batch))
+        else:
+            provider.add_span_processor(
+                BatchSpanProcessor(watch(exporter), max_queue_size=queue_size, max_export_batch_size=export_batch)
+            )
+    if xray:
+        from batchlens._telemetry._inline import mark_inline
+        from batchlens._telemetry._xray import follow_lambda_sampling
+
+        follow_lambda_sampling(provider)
+        if all(is_xray for _exporter, is_xray in exporters):
+            mark_inline(provider)  # its flush is a UDP send: no worker thread needed
+    return provider
+
+
+def _installed_tracer_provider() -> TracerProvider | None:
+    """The OpenTelemetry SDK tracer provider already installed globally (by a Lambda layer, say), or None."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = trace_api.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
+
+
+def _make_metric_reader(
+    name: str, protocol: str, watch: Callable[[MetricExporter], MetricExporter] = lambda exporter: exporter
+) -> MetricReader:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 
     if name == "console":
@@ -82,7 +138,8 @@ def _make_metric_reader(name: str, protocol: str) -> MetricReader:
         # handle.flush(), shutdown), so each invocation's metrics leave with the invocation.
         return FlushMetricReader(EmfMetricExporter())
     cls: Any = _import_otlp(protocol, "metric_exporter", "OTLPMetricExporter")
-    return PeriodicExportingMetricReader(cls(**_otlp_http_options(cls, "METRICS", protocol)))
+    # watched: its failures mark the meter provider failing (see _telemetry._health)
+    return PeriodicExportingMetricReader(watch(cls(**_otlp_http_options(cls, "METRICS", protocol))))
 
 
 def _import_otlp(protocol: str, module: str, cls_name: str) -> object:
@@ -224,7 +281,8 @@ def _install_globals(tracer_provider: TracerProvider, meter_provider: MeterProvi
     from opentelemetry import metrics as metrics_api
 
     # The API silently keeps the first provider it was given; compare afterwards to know what happened.
-    trace_api.set_tracer_provider(tracer_provider)
+    if trace_api.get_tracer_provider() is not tracer_provider:  # a pre-installed provider may be reused
+        trace_api.set_tracer_provider(tracer_provider)
     metrics_api.set_meter_provider(meter_provider)
     installed = (
         trace_api.get_tracer_provider() is tracer_provider and metrics_api.get_meter_provider() is meter_provider

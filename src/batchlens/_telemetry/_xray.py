@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import NonRecordingSpan, set_span_in_context
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import SpanContext
 
-__all__ = ["XRAY_ENV", "invocation_parent", "parse_xray_header"]
+__all__ = ["XRAY_ENV", "follow_lambda_sampling", "invocation_parent", "parse_xray_header"]
 
 XRAY_ENV = "_X_AMZN_TRACE_ID"  # the invocation's trace header; Lambda sets it per invocation
 
@@ -85,7 +86,18 @@ def _span_context(trace_id: int, span_id: int, sampled: bool) -> SpanContext:
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags[sampled])
 
 
-_last_xray: tuple[str, Context | None] = ("", None)  # the last header and its parent: one parse per invocation
+# the last header, its parent context, and whether it is sampled: one parse per invocation
+_last_xray: tuple[str, Context | None, bool] = ("", None, False)
+
+# tracer providers that follow Lambda's sampling decision (the X-Ray exporter's): an unsampled header is their
+# batch span's non-sampled parent, so nothing is recorded while log lines still carry the invocation's trace id
+_following: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def follow_lambda_sampling(provider: object) -> None:
+    """Make an unsampled ``_X_AMZN_TRACE_ID`` the (non-sampled) parent of batches traced through ``provider``."""
+    _following.add(provider)
+
 
 # os.environ.get() of a missing variable raises and catches a KeyError inside (about 10k instructions per batch
 # outside Lambda, measured); the mapping behind os.environ answers in one lookup. It is a CPython detail, hence
@@ -105,18 +117,26 @@ def _xray_header() -> str | None:
     return None if raw is None else str(_decode(raw))
 
 
-def invocation_parent() -> Context | None:
-    """The invocation's X-Ray trace as a parent context, when Lambda marked it sampled."""
+def invocation_parent(provider: object = None) -> Context | None:
+    """The invocation's X-Ray trace as a parent context, when Lambda marked it sampled.
+
+    An unsampled header is a parent too when ``provider`` follows Lambda's sampling (see
+    :func:`follow_lambda_sampling`); for other providers it is ignored, so their own sampler decides.
+    """
     global _last_xray
     header = _xray_header()
     if not header:
         return None
     last = _last_xray
-    if last[0] == header:
+    if last[0] != header:
+        span_context = parse_xray_header(header)
+        parent = None if span_context is None else set_span_in_context(NonRecordingSpan(span_context))
+        last = _last_xray = (header, parent, span_context is not None and span_context.trace_flags.sampled)
+    if last[2]:
         return last[1]
-    span_context = parse_xray_header(header)
-    parent = None
-    if span_context is not None and span_context.trace_flags.sampled:
-        parent = set_span_in_context(NonRecordingSpan(span_context))
-    _last_xray = (header, parent)
-    return parent
+    if last[1] is not None and provider is not None and _following:
+        try:
+            return last[1] if provider in _following else None
+        except TypeError:  # a provider that cannot be weakly referenced was never registered
+            return None
+    return None

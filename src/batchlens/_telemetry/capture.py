@@ -53,7 +53,6 @@ from batchlens._telemetry._serialise import (
 )
 
 if TYPE_CHECKING:
-
     from batchlens._config import Telemetry
 
 __all__ = [

@@ -244,8 +244,9 @@ class LoggingObserver:
         if state.request_id is not None:
             fields[REQUEST_ID_KEY] = state.request_id
         span = record.span
-        if span is not None and span.is_recording():
-            context = span.get_span_context()
+        # a span left unsampled (an unsampled X-Ray invocation) still names its trace: the logs join it
+        context = span.get_span_context() if span is not None else None
+        if context is not None and context.trace_id:
             trace_id = context.trace_id
             cached = state.trace_hex
             if cached[0] != trace_id:
@@ -296,8 +297,9 @@ class LoggingObserver:
         if state.request_id is not None:
             fields[REQUEST_ID_KEY] = state.request_id
         span = record.span
-        if span is not None and span.is_recording():
-            context = span.get_span_context()
+        # a span left unsampled (an unsampled X-Ray invocation) still names its trace: the logs join it
+        context = span.get_span_context() if span is not None else None
+        if context is not None and context.trace_id:
             trace_id = context.trace_id
             cached = state.trace_hex
             if cached[0] != trace_id:

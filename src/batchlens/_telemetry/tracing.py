@@ -9,9 +9,11 @@ Span layout (the names are a contract, see docs/telemetry.md)::
     └── process {destination}   record span: messaging.message.id, ...; current while the handler runs
 
 The batch span joins the invocation: its parent is the current span, else the invocation's sampled X-Ray trace
-(``_X_AMZN_TRACE_ID``, the semantic conventions' rule for Lambda). When the current span is already a batch-level
-``process ...`` CONSUMER span (opentelemetry-instrumentation-aws-lambda creates one for SQS events), batchlens
-adopts it as the batch span instead of starting a second one, and leaves ending it to its owner.
+(``_X_AMZN_TRACE_ID``, the semantic conventions' rule for Lambda), else the direct caller's W3C ``traceparent``
+from ``context.w3c()`` (awslambdaric 4.2+; its sampled flag and ``tracestate`` kept), else none. When the
+current span is already a batch-level ``process ...`` CONSUMER span (opentelemetry-instrumentation-aws-lambda
+creates one for SQS events), batchlens adopts it as the batch span instead of starting a second one, and leaves
+ending it to its owner.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from batchlens._observer import SKIPPED
 from batchlens._sources import Source, current_event
 from batchlens._telemetry._errors import error_type, exception_event, exception_message, format_exception
 from batchlens._telemetry._providers import is_noop_tracer_provider, span_link_limit, tracer_provider
+from batchlens._telemetry._w3c import caller_parent
 from batchlens._telemetry._xray import invocation_parent, parse_xray_header
 
 if TYPE_CHECKING:
@@ -264,10 +267,12 @@ class TracingObserver:
         parent: Context | None = None
         if not current.get_span_context().is_valid:
             if self._telemetry.xray_parent:
-                parent = invocation_parent()
+                parent = invocation_parent(provider)
         elif _adoptable(current):
             self._adopt(batch, state, current, attributes)
             return
+        if parent is None and lambda_context is not None and not current.get_span_context().is_valid:
+            parent = caller_parent(lambda_context)  # the direct caller's W3C trace, context.w3c()
         span_name = name or f"process {source.messaging_system}"
         span = tracer.start_span(
             span_name, context=parent, kind=_CONSUMER, attributes=attributes, links=state.batch_links
