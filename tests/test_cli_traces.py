@@ -18,11 +18,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from _cli_support import handler_module, invoke, one_line_error, otel_globals_restored, run_command, write_event
+from _cli_support import handler_module, invoke, otel_globals_restored, run_command, write_event
+from _xray_support import Daemon, spans_of
+from _xray_support import daemon_fixture as daemon_fixture
 from batchlens import testing
 from batchlens._cli_batch import make_event
 from batchlens._cli_traces import render_batch
-from batchlens._telemetry._resolve import TRACES_EXPORTERS
 
 HANDLERS = """
 from opentelemetry import trace
@@ -170,14 +171,15 @@ def test_run_traces_otlp_exports_to_the_collector(
     assert sum(body.count(b"process my-queue") for body in traces) == 5
 
 
-def test_run_traces_xray_goes_through_configure(event_file: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """xray is configure()'s exporter: without it on this branch, configure's error in one line (exit 2)."""
-    code, _, err = invoke(capsys, "run", event_file, "--handler", "trace_handlers:record_handler", "--traces", "xray")
-    if "xray" in TRACES_EXPORTERS:
-        assert code == 0, err
-    else:
-        assert code == 2
-        one_line_error(err, "'xray'")
+def test_run_traces_xray_sends_the_spans_to_the_daemon(
+    event_file: str, capsys: pytest.CaptureFixture[str], daemon: Daemon
+) -> None:
+    """--traces xray is configure(traces="xray"): the batch's spans reach the X-Ray daemon address by UDP."""
+    code, out, err = invoke(capsys, "run", event_file, "--handler", "trace_handlers:record_handler", "--traces", "xray")
+    assert code == 0, err
+    assert len(json.loads(out)["batchItemFailures"]) == 2
+    spans = spans_of(daemon.requests(wait_s=2.0))
+    assert sorted(span.name for span in spans if span.name == "process my-queue") == ["process my-queue"] * 5
 
 
 def _spans(failed: set[int], count: int) -> list[object]:
