@@ -110,7 +110,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     """Process a generated batch with real telemetry and print what happened."""
     import batchlens
-    from batchlens._cli_traces import start_traces
+    from batchlens._cli_traces import render_batch, start_traces
     from batchlens.testing import lambda_context
 
     _check_args(args)
@@ -118,9 +118,10 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     event = make_event(
         args.event_type, args.records, args.fail_rate, args.seed, groups=min(4, args.records), timestamp_ms=None
     )
-    traces = start_traces(
-        args.traces, out, collect=True, id_generator=_seeded_id_generator(args.seed), set_global=False
-    )
+    # the tree is drawn from the spans kept for the summary (synchronously, none dropped however large the
+    # batch); any other choice is configure()'s exporter
+    exporter = "none" if args.traces == "tree" else args.traces
+    traces = start_traces(exporter, out, collect=True, id_generator=_seeded_id_generator(args.seed), set_global=False)
     assert traces is not None  # collect=True always sets up
     if args.event_type == "fifo":
         # the event spreads records over message groups; skipping only the failing groups shows what they are for
@@ -152,10 +153,12 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.traces == "tree":
         print("Traces (one tree per batch):", file=out)
     out.flush()
-    traces.flush()  # the tree exporter prints here
+    traces.flush()
     spans = traces.spans
     traces.shutdown()
     if args.traces == "tree":
+        for root in (s for s in spans if s.parent is None):
+            print("\n".join(render_batch(root, spans)), file=out)
         print("", file=out)
     _print_summary(out, spans, total, len(log_lines), processor)
     print("", file=out)
