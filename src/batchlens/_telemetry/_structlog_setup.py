@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry import trace as trace_api
 
 from batchlens._telemetry._log_render import MillisecondTimeStamper, json_serializer, render_exception
-from batchlens._telemetry._log_stdout import StdoutLoggerFactory, add_logger_name
+from batchlens._telemetry._log_stdout import StdoutLoggerFactory, add_logger_and_level
 
 # What configure_structlog() installed last: (the processor list, its items, wrapper class, logger factory)
 _installed: tuple[list[Any], tuple[Any, ...], Any, Any] | None = None
@@ -41,8 +41,7 @@ def _processors(log_format: str) -> list[Any]:
 
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        add_logger_name,
-        structlog.processors.add_log_level,
+        add_logger_and_level,
         _add_trace_context,
         MillisecondTimeStamper(),
         structlog.processors.StackInfoRenderer(),

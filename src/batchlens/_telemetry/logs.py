@@ -37,7 +37,6 @@ from batchlens._telemetry._log_stdlib import (
     stdlib_logging_detected,
     stdlib_target,
 )
-from batchlens._telemetry._structlog_setup import configured_by_batchlens
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -165,7 +164,7 @@ class LoggingObserver:
         if output == "stdlib" or (
             output == "auto"
             # structlog as configure() set it up is no choice of the application's
-            and (not configured or configured_by_batchlens(structlog.get_config()))
+            and (not configured or _configured_by_batchlens())
             and stdlib_logging_detected(self._lambda_json)
         ):
             own, target = stdlib_target()
@@ -326,6 +325,13 @@ class LoggingObserver:
     @noop_hook
     def flush(self, timeout_millis: int) -> None:
         """Nothing is buffered: structlog writes synchronously (so the chain never hands this to a flush worker)."""
+
+
+def _configured_by_batchlens() -> bool:
+    # imported here: only a configured structlog gets this far, and configure() has imported the module then
+    from batchlens._telemetry._structlog_setup import configured_by_batchlens
+
+    return configured_by_batchlens(structlog.get_config())
 
 
 def _request_id(context: Any) -> str | None:
