@@ -1,9 +1,10 @@
 """batchlens' log entries through the standard ``logging`` module, for applications that log that way.
 
-When structlog is unconfigured and the application logs through ``logging`` (its own handlers, Powertools'
-``Logger``, Lambda's JSON log format), entries go to ``logging.getLogger("batchlens")`` as records whose message is
-the event (``record processed``) and whose keys are structured extras, so they come out in the application's JSON
-shape next to its own correlation fields.
+When the application has not configured structlog itself (``configure()``'s set-up does not count) and logs through
+``logging`` (its own handlers, Powertools' ``Logger``, Lambda's JSON log format), entries go to
+``logging.getLogger("batchlens")`` as records whose message is the event (``record processed``) and whose keys are
+structured extras, so they come out in the application's JSON shape next to its own correlation fields. Each record
+names the real caller (file, line, function of batchlens' log call), which Powertools prints as ``location``.
 """
 
 from __future__ import annotations
