@@ -96,8 +96,8 @@ def configure_structlog(log_format: str, level: int) -> None:
     _installed = (processors, tuple(processors), config["wrapper_class"], config["logger_factory"])
 
 
-def configured_by_batchlens(config: dict[str, Any]) -> bool:
-    """Whether structlog's configuration ``config`` (``structlog.get_config()``) is the one configure() installed.
+def configured_by_batchlens() -> bool:
+    """Whether structlog's configuration is the one configure_structlog() installed last.
 
     Not when the application configured structlog since, nor inside ``structlog.testing.capture_logs()``, which
     swaps the items of the processor list (the list object stays).
@@ -105,6 +105,9 @@ def configured_by_batchlens(config: dict[str, Any]) -> bool:
     installed = _installed
     if installed is None:
         return False
+    import structlog
+
+    config = structlog.get_config()
     processors = config["processors"]
     return (
         processors is installed[0]

@@ -328,10 +328,10 @@ class LoggingObserver:
 
 
 def _configured_by_batchlens() -> bool:
-    # imported here: only a configured structlog gets this far, and configure() has imported the module then
-    from batchlens._telemetry._structlog_setup import configured_by_batchlens
-
-    return configured_by_batchlens(structlog.get_config())
+    """Whether structlog's configuration is the one ``configure()`` installed (``_structlog_setup``)."""
+    # looked up, not imported: a process that never called configure(logs=...) has not loaded the module
+    setup = sys.modules.get("batchlens._telemetry._structlog_setup")
+    return setup is not None and bool(setup.configured_by_batchlens())
 
 
 def _request_id(context: Any) -> str | None:
