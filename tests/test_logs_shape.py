@@ -113,6 +113,32 @@ def test_powertools_location_is_the_real_caller_never_batchlens_0(telemetry, pow
         assert callable(getattr(LoggingObserver, match.group(1), None)), location
 
 
+def test_powertools_logger_created_between_batches_takes_over_from_the_next_batch(
+    telemetry, handles, in_lambda, capsys
+):
+    """A Logger created after the processor and a first batch gets batchlens' lines from the next batch on."""
+    _configure(handles)
+    processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
+    process_partial_response(sqs_event(["ok"], seed=20), handler, processor)
+    stream = io.StringIO()
+    logger = Logger(service=f"late-{uuid.uuid4().hex[:8]}", stream=stream)
+    try:
+        process_partial_response(sqs_event(["ok"], seed=21), handler, processor)
+    finally:
+        logging.getLogger(logger.service).handlers.clear()
+
+    before = _json_lines(capsys.readouterr().out)
+    assert [(line["event"], line["logger"]) for line in before] == [
+        ("record processed", "batchlens"),
+        ("batch processed", "batchlens"),
+    ]
+    after = _json_lines(stream.getvalue())
+    assert [(line["message"], line["service"]) for line in after] == [
+        ("record processed", logger.service),
+        ("batch processed", logger.service),
+    ]
+
+
 def test_application_logging_set_up_after_configure_gets_the_entries(telemetry, handles, root_logging, capsys):
     """An application handler installed after configure() (logging.basicConfig) receives batchlens' records."""
     _configure(handles, logs="json")
