@@ -20,29 +20,15 @@ def _drop(_message: Any) -> None:
     """The writer without a stdout at all (pythonw, a daemon that closed it): nothing to write to."""
 
 
-def _writer(stream: Any) -> Callable[[bytes], None]:
-    """One rendered line's writer for ``stream``: bytes to its ``buffer`` when it has one, else decoded text."""
+def _text_writer(stream: Any) -> Callable[[Any], None]:
+    """One rendered line's writer for ``stream`` as text: the console renderer's lines (shown in order with
+    print()'s), or the JSON renderer's bytes decoded for a stream without a binary buffer (``io.StringIO``)."""
     if stream is None:
         return _drop
-    buffer = getattr(stream, "buffer", None)
-    if buffer is not None:
-        write_bytes = buffer.write
-        flush_bytes = buffer.flush
-
-        def to_buffer(message: bytes) -> None:
-            try:
-                line = message + b"\n"
-            except TypeError:  # text from a renderer the application configured in place of the JSON one
-                line = str(message).encode("utf-8", "backslashreplace") + b"\n"
-            # one write per line: the buffered writer's own lock keeps lines whole across threads
-            write_bytes(line)
-            flush_bytes()
-
-        return to_buffer
     write_text = stream.write
     flush_text = stream.flush
 
-    def to_text(message: bytes) -> None:  # a text-only stream (io.StringIO, a notebook's stream)
+    def to_text(message: Any) -> None:
         text = message.decode("utf-8") if isinstance(message, bytes) else str(message)
         write_text(text + "\n")
         flush_text()
@@ -50,18 +36,24 @@ def _writer(stream: Any) -> Callable[[bytes], None]:
     return to_text
 
 
-def _text_writer(stream: Any) -> Callable[[str], None]:
-    """One rendered line's writer for ``stream`` as text (the console renderer's lines, shown with print()'s)."""
-    if stream is None:
-        return _drop
-    write_text = stream.write
-    flush_text = stream.flush
+def _bytes_writer(stream: Any) -> Callable[[Any], None]:
+    """One rendered line's writer for ``stream``: bytes to its ``buffer`` when it has one, else decoded text."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        return _text_writer(stream)
+    write_bytes = buffer.write
+    flush_bytes = buffer.flush
 
-    def to_text(message: str) -> None:
-        write_text(message + "\n")
-        flush_text()
+    def to_buffer(message: Any) -> None:
+        try:
+            line = message + b"\n"
+        except TypeError:  # text from a renderer the application configured in place of the JSON one
+            line = str(message).encode("utf-8", "backslashreplace") + b"\n"
+        # one write per line: the buffered writer's own lock keeps lines whole across threads
+        write_bytes(line)
+        flush_bytes()
 
-    return to_text
+    return to_buffer
 
 
 class _Current:
@@ -74,7 +66,7 @@ class _Current:
         self.pair: tuple[Any, Callable[[Any], None]] = (_Current, writer(None))
 
 
-_BYTES = _Current(_writer)
+_BYTES = _Current(_bytes_writer)
 _TEXT = _Current(_text_writer)
 
 
