@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["StdoutLogger", "StdoutLoggerFactory", "add_logger_and_level"]
+__all__ = ["StdoutLogger", "StdoutLoggerFactory"]
 
 
 def _drop(_message: Any) -> None:
@@ -74,7 +74,7 @@ class StdoutLogger:
     """Writes each rendered line to the current ``sys.stdout``.
 
     Args:
-        name: The logger's name (``structlog.get_logger("name")``), for :func:`add_logger_and_level`.
+        name: The logger's name (``structlog.get_logger("name")``), the ``logger`` key of ``configure()``'s lines.
         current: How lines are written, with the last stream written to: ``_BYTES`` (the JSON renderer's bytes,
             to the stream's buffer when it has one) or ``_TEXT``.
     """
@@ -113,17 +113,3 @@ class StdoutLoggerFactory:
     def __call__(self, *args: Any) -> StdoutLogger:
         name = args[0] if args else None
         return StdoutLogger(name if isinstance(name, str) else None, self._current)
-
-
-# structlog's names of the levels of its method aliases (its add_log_level does the same)
-_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
-
-
-def add_logger_and_level(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """Add ``logger``, the name the logger was created with (unless the entry has one or the logger has none),
-    and ``level``, as structlog's ``add_log_level``: one processor for both, on the path of every line."""
-    name = getattr(logger, "name", None)
-    if name is not None and "logger" not in event_dict:
-        event_dict["logger"] = name
-    event_dict["level"] = _LEVEL_OF_METHOD.get(method_name, method_name)
-    return event_dict

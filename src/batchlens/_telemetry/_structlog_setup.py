@@ -19,14 +19,27 @@ from typing import Any
 from opentelemetry import trace as trace_api
 
 from batchlens._telemetry._log_render import MillisecondTimeStamper, json_serializer, render_exception
-from batchlens._telemetry._log_stdout import StdoutLoggerFactory, add_logger_and_level
+from batchlens._telemetry._log_stdout import StdoutLoggerFactory
 
 # What configure_structlog() installed last: (the processor list, its items, wrapper class, logger factory)
 _installed: tuple[list[Any], tuple[Any, ...], Any, Any] | None = None
 
 
-def _add_trace_context(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """Correlate application log lines with the active span; lines that carry ids already (batchlens') keep theirs."""
+# structlog's names of the levels of its method aliases (its add_log_level maps them the same way)
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
+
+
+def _add_correlation(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Add ``logger`` (the name the logger was created with), ``level``, and the active span's ids.
+
+    One processor, since it runs for every line: ``logger`` unless the entry has one or the logger has no name;
+    ``level`` as structlog's ``add_log_level`` names it; ``trace_id``/``span_id`` of the active span, unless the
+    entry carries ids already (batchlens' own entries carry their record's or batch's).
+    """
+    name = getattr(logger, "name", None)
+    if name is not None and "logger" not in event_dict:
+        event_dict["logger"] = name
+    event_dict["level"] = _LEVEL_OF_METHOD.get(method_name, method_name)
     if "trace_id" in event_dict:
         return event_dict
     context = trace_api.get_current_span().get_span_context()
@@ -41,8 +54,7 @@ def _processors(log_format: str) -> list[Any]:
 
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        add_logger_and_level,
-        _add_trace_context,
+        _add_correlation,
         MillisecondTimeStamper(),
         structlog.processors.StackInfoRenderer(),
     ]
