@@ -47,8 +47,9 @@ def sentry_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[dict[s
         return real_init(*args, **{**kwargs, "transport": KeepingTransport})
 
     def reset() -> None:
-        for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
-            scope.set_client(None)
+        scope = sentry_sdk.Scope
+        for one in (scope.get_global_scope(), scope.get_isolation_scope(), scope.get_current_scope()):
+            one.set_client(None)
 
     reset()
     monkeypatch.setattr(sentry_sdk, "init", init_with_fake_transport)
@@ -56,6 +57,7 @@ def sentry_events(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[list[dict[s
     reset()
 
 
+@pytest.mark.sentry
 def test_sentry_is_switched_on_by_environment_variables(
     monkeypatch: pytest.MonkeyPatch,
     load: Callable[..., ModuleType],
@@ -79,6 +81,7 @@ def test_sentry_is_switched_on_by_environment_variables(
     assert event["tags"]["messaging.message.id"] == failed_id
 
 
+@pytest.mark.sentry
 def test_sentry_stays_off_without_configuration(
     load: Callable[..., ModuleType], sentry_events: tuple[list[dict[str, Any]], list[str]]
 ) -> None:

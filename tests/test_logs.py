@@ -100,8 +100,8 @@ def test_fifo_skipped_records_log_outcome_skipped_without_a_traceback(telemetry)
     assert len(entries(logs, "record processed")) == 1
 
 
-def test_batch_summary_entry(telemetry):
-    """Each batch logs one 'batch processed' entry with its size, counts, destination and duration."""
+def test_batch_summary_entry(telemetry, span_exporter):
+    """Each batch logs one 'batch processed' entry with its size, counts, destination, duration and batch span."""
     event = sqs_event(["ok", "fail", "ok", "fail", "ok"], queue="orders", seed=4)
     processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
 
@@ -117,7 +117,12 @@ def test_batch_summary_entry(telemetry):
         "failure_count",
         "destination",
         "duration_ms",
+        "trace_id",
+        "span_id",
     }
+    (batch_span,) = [s for s in span_exporter.get_finished_spans() if s.parent is None]
+    assert summary["trace_id"] == format(batch_span.context.trace_id, "032x")
+    assert summary["span_id"] == format(batch_span.context.span_id, "016x")
     assert (summary["batch_size"], summary["success_count"], summary["failure_count"]) == (5, 3, 2)
     assert summary["destination"] == "orders"
     assert summary["log_level"] == "info"

@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +14,10 @@ import structlog
 from aws_lambda_powertools import Logger
 from structlog.testing import capture_logs
 
+# pytest fixtures: saved and restored logging state, a Powertools Logger writing to a buffer
+from _logs_support import ListHandler, powertools_lambda_handler
+from _logs_support import powertools_stream as powertools_stream
+from _logs_support import root_logging as root_logging
 from batchlens import BatchProcessor, EventType, Telemetry, process_partial_response
 from batchlens._telemetry.logs import REQUEST_ID_KEY
 from batchlens.testing import lambda_context, sqs_event
@@ -30,46 +33,6 @@ def handler(record: Any) -> str:
     return "done"
 
 
-@pytest.fixture
-def root_logging() -> Iterator[logging.Logger]:
-    """The root logger, restored (handlers and level) after the test; the batchlens logger too."""
-    root = logging.getLogger()
-    own = logging.getLogger("batchlens")
-    saved = (list(root.handlers), root.level, list(own.handlers), own.level)
-    yield root
-    for handler_ in root.handlers:
-        if handler_ not in saved[0]:
-            handler_.close()
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    own.handlers[:] = saved[2]
-    own.setLevel(saved[3])
-
-
-@pytest.fixture
-def powertools_stream() -> Iterator[tuple[Logger, io.StringIO]]:
-    """A Powertools Logger (a fresh service name: Powertools reuses a configured one) writing JSON to a buffer.
-
-    Its stdlib logger loses its handler afterwards, so later tests do not detect it.
-    """
-    stream = io.StringIO()
-    service = f"orders-service-{uuid.uuid4().hex[:8]}"
-    logger = Logger(service=service, stream=stream)
-    yield logger, stream
-    logging.getLogger(service).handlers.clear()
-
-
-class ListHandler(logging.Handler):
-    """Keeps the records it is given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 # -- Powertools' Logger ----------------------------------------------------------------------------------------------
 def test_powertools_logger_lines_carry_batchlens_keys_and_its_correlation_fields(telemetry, powertools_stream):
     """With a Powertools Logger, batchlens' entries come out as its JSON lines, with its Lambda context fields."""
@@ -77,12 +40,9 @@ def test_powertools_logger_lines_carry_batchlens_keys_and_its_correlation_fields
     context = lambda_context(aws_request_id="9a3c5e7f-0000-4000-8000-000000000001", function_name="orders-fn")
     processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
 
-    @logger.inject_lambda_context
-    def lambda_handler(event: dict[str, Any], ctx: Any) -> dict[str, Any]:
-        logger.info("handler started")
-        return process_partial_response(event, handler, processor, ctx)
-
-    lambda_handler(sqs_event(["ok", f"fail {SECRET}"], queue="orders", seed=1), context)
+    powertools_lambda_handler(logger, processor, handler)(
+        sqs_event(["ok", f"fail {SECRET}"], queue="orders", seed=1), context
+    )
 
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["message"] for line in lines] == [

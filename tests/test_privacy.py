@@ -19,9 +19,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from pydantic import Json
-from sentry_sdk.envelope import Envelope
-from sentry_sdk.transport import Transport
 
+from _sentry_support import KeepingTransport, reset_sentry
 from batchlens import (
     AsyncBatchProcessor,
     BatchProcessingError,
@@ -216,38 +215,17 @@ def test_validation_input_reaches_no_json_log_line(telemetry, monkeypatch, capsy
     assert all(MARKER not in json.dumps(line) for line in lines)
 
 
-class KeepingTransport(Transport):
-    """A Sentry transport that keeps every envelope in memory."""
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.envelopes: list[Envelope] = []
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        self.envelopes.append(envelope)
-
-    def flush(self, timeout: float, callback: Any = None) -> None:
-        pass
-
-
-def _reset_sentry() -> None:
-    client = sentry_sdk.get_client()
-    if client.is_active():
-        client.close(timeout=0)
-    for scope in (sentry_sdk.get_global_scope(), sentry_sdk.get_isolation_scope(), sentry_sdk.get_current_scope()):
-        scope.set_client(None)
-
-
 @pytest.fixture
 def sentry_transport() -> Iterator[KeepingTransport]:
     """The application's Sentry client, sending to memory; reset afterwards."""
-    _reset_sentry()
+    reset_sentry()
     kept = KeepingTransport()
     sentry_sdk.init(dsn="https://public@o0.ingest.sentry.io/1", transport=kept, default_integrations=False)
     yield kept
-    _reset_sentry()
+    reset_sentry()
 
 
+@pytest.mark.sentry
 def test_validation_input_reaches_no_sentry_event(sentry_transport):
     """The Sentry event of a model failure describes it without the body."""
     run_model_batch(Telemetry(tracing=False, metrics=False, logging=False, sentry=True))

@@ -17,8 +17,8 @@ import sentry_sdk
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sentry_sdk.envelope import Envelope
-from sentry_sdk.transport import Transport
 
+from _sentry_support import TEST_DSN, KeepingTransport, collects_user_info, reset_sentry
 from batchlens import (
     AsyncBatchProcessor,
     BatchProcessingError,
@@ -32,27 +32,9 @@ from batchlens import (
 from batchlens._telemetry.sentry import SentryObserver
 from batchlens.testing import kinesis_event, lambda_context, sqs_event, sqs_fifo_event
 
-TEST_DSN = "https://public@o0.ingest.sentry.io/1"
+pytestmark = pytest.mark.sentry
+
 SENTRY_ONLY = Telemetry(tracing=False, metrics=False, logging=False, sentry=True)
-
-
-class KeepingTransport(Transport):
-    """A Sentry transport that keeps every envelope in memory and records flush calls."""
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.envelopes: list[Envelope] = []
-        self.flushes: list[float] = []
-
-    def capture_envelope(self, envelope: Envelope) -> None:
-        self.envelopes.append(envelope)
-
-    def flush(self, timeout: float, callback: Any = None) -> None:
-        self.flushes.append(timeout)
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return [event for envelope in self.envelopes if (event := envelope.get_event()) is not None]
 
 
 class RaisingTransport(KeepingTransport):
@@ -63,15 +45,6 @@ class RaisingTransport(KeepingTransport):
     def capture_envelope(self, envelope: Envelope) -> None:
         self.attempts += 1
         raise ConnectionError("sentry is down")
-
-
-def reset_sentry() -> None:
-    client = sentry_sdk.get_client()
-    if client.is_active():
-        client.close(timeout=0)
-    sentry_sdk.get_global_scope().set_client(None)
-    sentry_sdk.get_isolation_scope().set_client(None)
-    sentry_sdk.get_current_scope().set_client(None)
 
 
 @pytest.fixture(autouse=True)
@@ -312,7 +285,7 @@ def test_dsn_initialises_sentry_when_the_application_has_no_client(sentry_server
     process_partial_response(sqs_event(["fail", "ok"], seed=13), failing_handler, processor, lambda_context())
     client = sentry_sdk.get_client()
     assert client.dsn == dsn
-    assert client.should_send_default_pii() is False
+    assert collects_user_info(client) is False
     (sent,) = envelope_events(received)
     assert received[0]["path"] == "/api/42/envelope/"
     assert sent["contexts"]["batch_record"]["batch_size"] == 2

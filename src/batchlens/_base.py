@@ -29,6 +29,7 @@ from batchlens._observer import (
     RecordInfo,
     _fault,
 )
+from batchlens._sentry_guard import guard_sentry_events
 from batchlens._sources import GENERIC, Source, detect_source
 from batchlens.exceptions import (
     ExceptionInfo,
@@ -239,6 +240,7 @@ class BasePartialProcessor(ABC):
         self, records: list[Any], handler: Callable[..., Any], lambda_context: Any = None
     ) -> BasePartialProcessor:
         """Set the records, the record handler and (optionally) the Lambda context for the next batch."""
+        guard_sentry_events()  # a process that has a Sentry client gets batchlens' frames scrubbed (once)
         self.records = records
         self.handler = handler
         self._context = lambda_context

@@ -62,8 +62,10 @@ class Telemetry:
             falling back to ``SENTRY_DSN``).
         flush: ``auto`` flushes telemetry before returning when a Lambda context is given, ``always`` after
             every batch, ``never`` leaves it to the application (``BATCHLENS_FLUSH``).
-        log_output: Where log entries go when structlog is unconfigured: ``auto`` detects an application that
-            logs through ``logging``, ``structlog`` and ``stdlib`` force one (``BATCHLENS_LOG_OUTPUT``).
+        log_output: Where log entries go when the application has not configured structlog (structlog as
+            ``batchlens.telemetry.configure()`` set it up counts as not configured): ``auto`` detects an
+            application that logs through ``logging``, ``structlog`` and ``stdlib`` force one
+            (``BATCHLENS_LOG_OUTPUT``).
         xray_parent: When no span is current, make the invocation's sampled X-Ray trace (``_X_AMZN_TRACE_ID``)
             the batch span's parent (``BATCHLENS_XRAY_PARENT``); with a tracer provider built for the ``xray``
             exporter an unsampled one is the parent too, so nothing of that invocation is recorded. Off, the

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from batchlens._sentry_guard import guard_sentry_events
 from batchlens._sources import CURRENT_EVENT, EventType, source_for
 from batchlens._telemetry._flush import DEFAULT_FLUSH_MS, flush_budget_ms
 from batchlens._telemetry._lifecycle import background_export
@@ -22,6 +23,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _records(event: Any, processor: Any) -> list[Any]:
+    guard_sentry_events()  # before anything can raise with the event in a frame's variables
     event_type = getattr(processor, "event_type", None)
     # _source_of inlined (a call fewer per batch)
     source = source_for(event_type) if isinstance(event_type, EventType) else source_for(EventType.SQS)
@@ -111,6 +113,7 @@ def _deprecated_decorator(name: str, replacement: str, use_async: bool) -> Calla
         def decorate(function: _F) -> _F:
             @functools.wraps(function)
             def wrapper(event: Any, context: Any, *args: Any, **kwargs: Any) -> Any:
+                guard_sentry_events()
                 warnings.warn(
                     f"The `{name}` decorator is deprecated in V3 and will be removed in the next major version. "
                     f"Use `{replacement}` function instead.",

@@ -48,6 +48,9 @@ class BaseBatchProcessingError(Exception):
         child_exceptions: ``sys.exc_info()`` triples of the records that failed.
     """
 
+    _otel_trace_id: str | None = None
+    """The batch span's trace id, noted by batchlens' Sentry observer for the event that reports this error."""
+
     def __init__(self, msg: str = "", child_exceptions: list[ExceptionInfo] | None = None) -> None:
         super().__init__(msg)
         self.msg = msg

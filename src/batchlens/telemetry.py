@@ -257,10 +257,12 @@ def configure(
             ``"otlp"``, ``"prometheus"``, ``"console"``, ``"none"`` (combinations allowed) or a
             ``MetricReader`` instance. Defaults to ``OTEL_METRICS_EXPORTER``, then ``"emf"`` inside Lambda
             (``AWS_LAMBDA_FUNCTION_NAME`` set) and ``"otlp"`` elsewhere.
-        logs: structlog output for the application: ``"json"`` (one JSON object per line with timestamp
-            and level), ``"console"`` (structlog's ConsoleRenderer) or ``"none"`` (leave structlog alone).
-            Defaults to ``"json"`` in Lambda and ``"console"`` elsewhere, unless the application already
-            configured structlog, which is then left alone.
+        logs: structlog output for the application: ``"json"`` (one JSON object per line with timestamp,
+            level and the logger's name) to ``sys.stdout`` as it is at each write, ``"console"`` (structlog's
+            ConsoleRenderer) or ``"none"`` (leave structlog alone). Defaults to ``"json"`` in Lambda and
+            ``"console"`` elsewhere, unless the application already configured structlog, which is then left
+            alone. batchlens' own entries use it only while the application does not log through ``logging``
+            (Powertools' Logger, Lambda's JSON log format, its own handlers): they take that route otherwise.
         prometheus_port: Port of the ``/metrics`` endpoint for ``metrics="prometheus"``; 0 picks a free one.
             Defaults to ``OTEL_EXPORTER_PROMETHEUS_PORT``, then 9464.
         prometheus_addr: Address the endpoint binds. Defaults to ``OTEL_EXPORTER_PROMETHEUS_HOST``, then

@@ -130,8 +130,9 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
     """M: the API calls C's contract requires for an SQS batch, written out by hand with no batchlens code.
 
     Per batch: a CONSUMER span with the messaging attributes (current while records run) and its counts at the
-    end, the ``batch processed`` log entry, the oldest-record age sample (and the redeliveries, when any) at its
-    start, the consumed and failed counters and the batch-size histogram by outcome at its end. Per record: a
+    end, the ``batch processed`` log entry with the batch span's ids, the oldest-record age sample (and the
+    redeliveries, when any) at its start, the consumed and failed counters and the batch-size histogram by outcome
+    at its end. Per record: a
     CONSUMER child span with six attributes at start, current while the handler runs; on success the captured
     JSON result and its size; on failure ``error.type``, an error status and an exception event; one structlog
     entry with the contract's keys (trace and span id included); one duration histogram sample.
@@ -259,6 +260,7 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
             }
         )
         otel_context.detach(batch_token)
+        batch_ids = batch_span.get_span_context()
         batch_span.end()
         logger.info(
             "batch processed",
@@ -267,6 +269,8 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
             failure_count=len(failures),
             destination=queue,
             duration_ms=(perf_ns() - batch_start) // 1000 / 1000,
+            trace_id=format(batch_ids.trace_id, "032x"),
+            span_id=format(batch_ids.span_id, "016x"),
         )
         return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from batchlens._cli_handler import add_handler_flags, handler_choice
+from batchlens._cli_traces import add_traces_flag
+
 __all__ = ["PollOptions", "add_parser", "options_from_args"]
 
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
@@ -18,12 +21,13 @@ class PollOptions:
 
     source: str
     handler: str
+    handler_kind: str | None = None  # "lambda" / "record" from the flag; None: the signature decides
     endpoint_url: str | None = None
     region: str | None = None
     batch_size: int | None = None  # None: Lambda's default for the source (SQS 10, streams 100)
     batching_window: float = 0.0
     function_timeout: float = 3.0
-    report_batch_item_failures: bool = False
+    report_batch_item_failures: bool | None = None  # None: on for a record handler, off (Lambda's default) else
     starting_position: str = "TRIM_HORIZON"
     starting_position_timestamp: datetime | None = None
     bisect_on_error: bool = False
@@ -32,6 +36,7 @@ class PollOptions:
     max_batches: int | None = None
     until_empty: bool = False
     metrics_port: int | None = None
+    traces: str | None = None  # --traces; None: OTEL_TRACES_EXPORTER, else no tracing
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -42,11 +47,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description=(
             "Poll SOURCE like Lambda's event source mapping and invoke HANDLER(event, context) with each batch. "
             "SOURCE: an SQS queue URL (or ARN), kinesis:STREAM (name or ARN), dynamodb:TABLE (its stream) or "
-            "dynamodb:STREAM_ARN. Needs boto3: pip install 'batchlens[local]'."
+            "dynamodb:STREAM_ARN. A queue URL on a host that is not AWS's (localhost, 127.0.0.1, ...) is its own "
+            "endpoint unless --endpoint-url says otherwise. Needs boto3: pip install 'batchlens[local]'."
         ),
     )
     poll.add_argument("source", metavar="SOURCE")
-    poll.add_argument("--handler", required=True, help="Lambda handler as module:function (imported from the cwd)")
+    add_handler_flags(poll)
     poll.add_argument("--endpoint-url", help="AWS endpoint (LocalStack, moto, ElasticMQ); default AWS_ENDPOINT_URL")
     poll.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / the profile's)")
     poll.add_argument("--batch-size", type=int, help="records per invocation (default: SQS 10, streams 100)")
@@ -57,8 +63,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     poll.add_argument(
         "--report-batch-item-failures",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="read batchItemFailures from the response (FunctionResponseTypes; Lambda's default is off)",
+        default=None,
+        help=(
+            "read batchItemFailures from the response (FunctionResponseTypes; default: off, Lambda's default, "
+            "for a Lambda handler; on for a record handler, whose batchlens processor reports them)"
+        ),
     )
     poll.add_argument(
         "--starting-position", choices=STARTING_POSITIONS, default="TRIM_HORIZON", help="streams (default TRIM_HORIZON)"
@@ -80,6 +89,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     stop.add_argument("--max-batches", type=int, help="stop after N batches")
     stop.add_argument("--until-empty", action="store_true", help="stop once the queue or every shard is drained")
     poll.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: a free one)")
+    add_traces_flag(poll, None, "stderr")
     return poll
 
 
@@ -118,9 +128,11 @@ def options_from_args(args: argparse.Namespace) -> PollOptions:
         timestamp = _timestamp(args.starting_position_timestamp)
     elif args.starting_position_timestamp:
         raise ValueError("--starting-position-timestamp goes with --starting-position AT_TIMESTAMP")
+    choice = handler_choice(args)
     return PollOptions(
         source=args.source,
-        handler=args.handler,
+        handler=choice.spec,
+        handler_kind=choice.kind,
         endpoint_url=args.endpoint_url,
         region=args.region,
         batch_size=args.batch_size,
@@ -135,4 +147,5 @@ def options_from_args(args: argparse.Namespace) -> PollOptions:
         max_batches=args.max_batches,
         until_empty=args.until_empty,
         metrics_port=args.metrics_port,
+        traces=getattr(args, "traces", None),
     )

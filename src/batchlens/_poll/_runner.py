@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TextIO
 
 from batchlens._poll._args import PollOptions, options_from_args
@@ -47,7 +48,7 @@ def _boto3() -> Any:
 def _source(options: PollOptions, session: Any, invoke: Callable[[dict[str, Any], str], Any]) -> Any:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    endpoint = options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    endpoint = endpoint_for(options)
     source = options.source
 
     def client(name: str) -> Any:
@@ -61,6 +62,29 @@ def _source(options: PollOptions, session: Any, invoke: Callable[[dict[str, Any]
     except (ClientError, BotoCoreError, LookupError) as exc:
         raise _bad_input(f"cannot open {source}: {exc}") from None
     raise _bad_input(f"SOURCE {source!r} is not an SQS queue URL, kinesis:STREAM or dynamodb:TABLE")
+
+
+_AWS_HOST = re.compile(r"(^|\.)amazonaws\.com(\.cn)?$")
+
+
+def endpoint_for(options: PollOptions) -> str | None:
+    """``--endpoint-url``, else ``AWS_ENDPOINT_URL``, else the queue URL's own host when it is not AWS's.
+
+    A queue URL on localhost, 127.0.0.1 or any other host outside ``amazonaws.com`` names its endpoint: sending
+    those calls to the region's AWS endpoint would reach a real account by surprise.
+    """
+    explicit = options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if explicit:
+        return explicit
+    if not options.source.startswith(("http://", "https://")):
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(options.source)
+    host = parts.hostname or ""
+    if not host or _AWS_HOST.search(host):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _sqs_source(options: PollOptions, client: Callable[[str], Any], invoke: Any) -> Any:
@@ -81,7 +105,7 @@ def _sqs_source(options: PollOptions, client: Callable[[str], Any], invoke: Any)
         url,
         batch_size=batch_size,
         batching_window_s=options.batching_window,
-        report_batch_item_failures=options.report_batch_item_failures,
+        report_batch_item_failures=bool(options.report_batch_item_failures),
         invoke=invoke,
     )
 
@@ -104,7 +128,7 @@ def _stream_source(options: PollOptions, client: Callable[[str], Any], invoke: A
         api,
         batch_size=options.batch_size or 100,
         batching_window_s=options.batching_window,
-        report_batch_item_failures=options.report_batch_item_failures,
+        report_batch_item_failures=bool(options.report_batch_item_failures),
         starting_position=options.starting_position,
         starting_timestamp=options.starting_position_timestamp,
         bisect_on_error=options.bisect_on_error,
@@ -135,17 +159,14 @@ def _graceful_interrupts(stop: threading.Event, err: TextIO) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _start_metrics(port: int, err: TextIO) -> Any:
-    from batchlens.telemetry import configure
+def _start_telemetry(options: PollOptions, err: TextIO) -> Any:
+    from batchlens._cli_traces import start_traces
 
-    handle = configure(
-        metrics="prometheus",
-        prometheus_port=port,
-        traces=os.environ.get("OTEL_TRACES_EXPORTER") or "none",
-        logs="none",
-    )
-    print(f"batchlens poll: Prometheus metrics on http://127.0.0.1:{handle.prometheus_port}/metrics", file=err)
-    return handle
+    setup = start_traces(options.traces, err, metrics_port=options.metrics_port)
+    if setup is not None and options.metrics_port is not None:
+        port = setup.handle.prometheus_port
+        print(f"batchlens poll: Prometheus metrics on http://127.0.0.1:{port}/metrics", file=err)
+    return setup
 
 
 def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Event | None = None) -> int:
@@ -157,14 +178,19 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
         stop: Set it (from another thread) to stop after the batch in flight, as Ctrl-C does.
     """
     boto3 = _boto3()
-    from batchlens._cli_common import _configure_stderr_logging, _load_handler
+    from batchlens._cli_common import _configure_stderr_logging
+    from batchlens._cli_handler import LAMBDA, HandlerChoice, as_lambda_handler, load
     from batchlens._poll._context import invoke, make_context
     from batchlens._poll._events import region_and_account
 
     stop = stop or threading.Event()
-    telemetry = _start_metrics(options.metrics_port, err) if options.metrics_port is not None else None
+    telemetry = _start_telemetry(options, err)
     try:
-        handler = _load_handler(options.handler)
+        handler, kind = load(HandlerChoice(options.handler, options.handler_kind))
+        if options.report_batch_item_failures is None:
+            options = replace(options, report_batch_item_failures=kind != LAMBDA)
+        if kind != LAMBDA:
+            handler = as_lambda_handler(handler)
         import structlog
 
         if not structlog.is_configured():  # a handler module that configures structlog keeps its own output
@@ -177,11 +203,24 @@ def poll(options: PollOptions, *, err: TextIO = sys.stderr, stop: threading.Even
         def call(event: dict[str, Any], source_arn: str) -> Any:
             region, account = region_and_account(source_arn)
             context = make_context(options.function_timeout, region, account)
-            return invoke(handler, event, context, options.function_timeout)
+            if telemetry is None:
+                return invoke(handler, event, context, options.function_timeout)
+            with telemetry.active():
+                invocation = invoke(handler, event, context, options.function_timeout)
+            telemetry.flush()  # --traces tree prints the batch here, before its summary line
+            return invocation
 
         source = _source(options, session, call)
         source.until_empty = options.until_empty
-        print(f"batchlens poll: polling {source.arn} with {options.handler}", file=err, flush=True)
+        endpoint = endpoint_for(options)
+        at = f" at {endpoint}" if endpoint else ""
+        reporting = "on" if options.report_batch_item_failures else "off"
+        print(
+            f"batchlens poll: polling {source.arn}{at} with {options.handler} ({kind} handler; "
+            f"report-batch-item-failures {reporting})",
+            file=err,
+            flush=True,
+        )
         return _run(source, options, stop, err)
     finally:
         if telemetry is not None:
@@ -203,7 +242,8 @@ def _run(source: Any, options: PollOptions, stop: threading.Event, err: TextIO) 
         reason = f"AWS error: {' '.join(str(exc).split())}"
         code = 1
     finally:
-        totals.write(err, source.settled_name, time.monotonic() - started, reason)
+        dlq = bool(getattr(source, "has_dlq", False))
+        totals.write(err, source.settled_name, time.monotonic() - started, reason, dlq=dlq)
     return code
 
 
@@ -215,6 +255,8 @@ def _region_of(source: str) -> str | None:
 
 
 def _loop(source: Any, options: PollOptions, stop: threading.Event, totals: Totals, err: TextIO) -> str:
+    if hasattr(source, "on_wait"):
+        source.on_wait = lambda note: print(f"batchlens poll: {note}", file=err, flush=True)
     while not stop.is_set():
         summary: BatchSummary | None = source.poll_once(totals.batches + 1, stop)
         if summary is not None:

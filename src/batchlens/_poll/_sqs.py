@@ -56,11 +56,14 @@ class SqsSource:
         self._report = report_batch_item_failures
         self._invoke = invoke
         self.until_empty = False  # set by the runner: look without waiting first, so a drained queue ends at once
-        attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"]).get(
-            "Attributes", {}
-        )
+        self.on_wait: Callable[[str], None] | None = None  # set by the runner: told what until_empty waits for
+        self._last_wait: str | None = None
+        names = ["QueueArn", "RedrivePolicy", "VisibilityTimeout"]
+        attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names).get("Attributes", {})
         self.arn: str = attributes["QueueArn"]
         self.label = self.arn.rsplit(":", 1)[-1]
+        self._visibility_s = attributes.get("VisibilityTimeout")
+        self._counts: dict[str, str] = {}
         self._max_receive: int | None = None
         if attributes.get("RedrivePolicy"):
             try:
@@ -85,6 +88,8 @@ class SqsSource:
             return []
         messages = self._receive(min(10, self._batch_size), 0) if self.until_empty else []
         if not messages and not (self.until_empty and self.drained()):
+            if self.until_empty:
+                self._announce_wait()
             messages = self._receive(min(10, self._batch_size), POLL_WAIT_S)
         if not messages:
             return []
@@ -147,6 +152,8 @@ class SqsSource:
             )
             if last:
                 notes.append(f"{last} go to the DLQ on their next receive (maxReceiveCount={self._max_receive})")
+        else:
+            last = 0
         return BatchSummary(
             number=number,
             source=self.label,
@@ -157,6 +164,7 @@ class SqsSource:
             wall_s=time.monotonic() - started,
             outcome=outcome,
             notes=notes,
+            to_dlq=last,
         )
 
     def _delete(self, entries: list[tuple[str, str]]) -> int:
@@ -181,7 +189,33 @@ class SqsSource:
                 "ApproximateNumberOfMessagesDelayed",
             ],
         ).get("Attributes", {})
+        self._counts = attributes
         return all(int(value) == 0 for value in attributes.values())
+
+    @property
+    def has_dlq(self) -> bool:
+        """Whether the queue has a redrive policy (a dead-letter queue)."""
+        return self._max_receive is not None
+
+    def _announce_wait(self) -> None:
+        note = self.waiting_note()
+        if note and note != self._last_wait and self.on_wait is not None:
+            self.on_wait(note)
+        self._last_wait = note
+
+    def waiting_note(self) -> str | None:
+        """What ``--until-empty`` waits for when the last :meth:`drained` said no, or None."""
+        in_flight = int(self._counts.get("ApproximateNumberOfMessagesNotVisible", 0) or 0)
+        delayed = int(self._counts.get("ApproximateNumberOfMessagesDelayed", 0) or 0)
+        if not in_flight and not delayed:
+            return None
+        parts = []
+        if in_flight:
+            timeout = f", visibility timeout {self._visibility_s} s" if self._visibility_s else ""
+            parts.append(f"{in_flight} in-flight message(s) to come back{timeout}")
+        if delayed:
+            parts.append(f"{delayed} delayed message(s)")
+        return f"waiting for {' and '.join(parts)} before the queue counts as empty"
 
 
 def _reported_count(response: Any) -> int:

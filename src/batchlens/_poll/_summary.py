@@ -29,6 +29,7 @@ class BatchSummary:
     settled_name: str = "deleted"
     discarded: int = 0
     notes: list[str] = field(default_factory=list)
+    to_dlq: int = 0  # SQS: failed messages past maxReceiveCount, which SQS moves to the DLQ at their next receive
 
     def line(self) -> str:
         """The summary line: ``key=value`` pairs after a fixed prefix, notes after ``--``."""
@@ -60,6 +61,7 @@ class Totals:
     settled: int = 0
     retried: int = 0
     discarded: int = 0
+    to_dlq: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
     def add(self, summary: BatchSummary) -> None:
@@ -70,15 +72,17 @@ class Totals:
         self.settled += summary.settled
         self.retried += summary.retried
         self.discarded += summary.discarded
+        self.to_dlq += summary.to_dlq
         self.outcomes[summary.outcome] = self.outcomes.get(summary.outcome, 0) + 1
 
-    def write(self, out: TextIO, settled_name: str, wall_s: float, reason: str) -> None:
-        """Print the closing line."""
+    def write(self, out: TextIO, settled_name: str, wall_s: float, reason: str, dlq: bool = False) -> None:
+        """Print the closing line; ``dlq``: the source has a dead-letter queue, so say how many went there."""
         outcomes = ",".join(f"{name}:{count}" for name, count in sorted(self.outcomes.items())) or "none"
+        to_dlq = f" dlq={self.to_dlq}" if dlq else ""
         print(
             f"batchlens poll: stopped ({reason}) batches={self.batches} records={self.records} "
             f"failed={self.failed} {settled_name}={self.settled} retried={self.retried} "
-            f"discarded={self.discarded} wall={wall_s:.3f}s outcomes={outcomes}",
+            f"discarded={self.discarded}{to_dlq} wall={wall_s:.3f}s outcomes={outcomes}",
             file=out,
             flush=True,
         )

@@ -3,13 +3,18 @@
 Where entries go is decided at each batch start (``Telemetry.log_output``, ``BATCHLENS_LOG_OUTPUT``):
 
 - structlog configured by the application: its configuration (and ``structlog.testing.capture_logs()``) applies;
-- structlog unconfigured and the application logging through ``logging`` (its handlers, Powertools' ``Logger``,
-  Lambda's JSON log format): ``logging.getLogger("batchlens")`` records with the keys as extras (``_log_stdlib``);
-- otherwise, in Lambda, a private logger printing one JSON object per line on stdout; outside Lambda, structlog's
-  defaults. batchlens never calls ``structlog.configure()`` here.
+- otherwise, when the application logs through ``logging`` (its handlers, Powertools' ``Logger``, Lambda's JSON
+  log format): ``logging.getLogger("batchlens")`` records with the keys as extras (``_log_stdlib``). structlog as
+  ``batchlens.telemetry.configure()`` set it up is batchlens' choice, not the application's, so it does not
+  keep entries off this route;
+- otherwise the pipeline ``configure()`` installed when there is one; else, in Lambda, a private logger printing
+  one JSON object per line on stdout; outside Lambda, structlog's defaults. batchlens never calls
+  ``structlog.configure()`` here.
 
 No entry is built for a level that is filtered out. With a Lambda context, every entry carries the request id as
-``function_request_id``, the key Powertools' Logger uses, so one Logs Insights filter finds both.
+``function_request_id``, the key Powertools' Logger uses, so one Logs Insights filter finds both; with a recording
+span, every entry carries its ``trace_id`` and ``span_id`` (the record span's, or the batch span's for
+``batch processed``).
 """
 
 from __future__ import annotations
@@ -155,15 +160,19 @@ class LoggingObserver:
     def _methods(self) -> tuple[Any, Any, Any]:
         """(success, failure, info) log methods for this batch; None where the level is filtered out."""
         output = self._output
+        configured = structlog.is_configured()
         if output == "stdlib" or (
-            output == "auto" and not structlog.is_configured() and stdlib_logging_detected(self._lambda_json)
+            output == "auto"
+            # structlog as configure() set it up is no choice of the application's
+            and (not configured or _configured_by_batchlens())
+            and stdlib_logging_detected(self._lambda_json)
         ):
             own, target = stdlib_target()
             methods = []
             for level in (self._success_level, logging.ERROR, logging.INFO):
                 methods.append(StdlibMethod(own, target, level) if enabled(own, target, level) else None)
             return methods[0], methods[1], methods[2]
-        if self._in_lambda and not structlog.is_configured():
+        if self._in_lambda and not configured:
             private = self._private_logger()
             return private.method(self._success_level), private.method(logging.ERROR), private.method(logging.INFO)
         # structlog's configuration (and the streams its default loggers bind at creation) as it stands now: the
@@ -214,6 +223,12 @@ class LoggingObserver:
         }
         if state.request_id is not None:
             fields[REQUEST_ID_KEY] = state.request_id
+        # the batch span's ids, on every route (tracing's batch_end, which ends the span, runs after this one)
+        span = batch.span
+        if span is not None and span.is_recording():
+            context = span.get_span_context()
+            fields["trace_id"] = format(context.trace_id, "032x")
+            fields["span_id"] = format(context.span_id, "016x")
         state.info(BATCH_PROCESSED, **fields)
 
     # -- records -----------------------------------------------------------------------------------------
@@ -312,6 +327,13 @@ class LoggingObserver:
     @noop_hook
     def flush(self, timeout_millis: int) -> None:
         """Nothing is buffered: structlog writes synchronously (so the chain never hands this to a flush worker)."""
+
+
+def _configured_by_batchlens() -> bool:
+    """Whether structlog's configuration is the one ``configure()`` installed (``_structlog_setup``)."""
+    # looked up, not imported: a process that never called configure(logs=...) has not loaded the module
+    setup = sys.modules.get("batchlens._telemetry._structlog_setup")
+    return setup is not None and bool(setup.configured_by_batchlens())
 
 
 def _request_id(context: Any) -> str | None:

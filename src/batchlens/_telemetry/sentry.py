@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from batchlens._observer import FAILURE, noop_hook
+from batchlens._sentry_guard import OTEL_TRACE_ID_TAG, RECORDS_SENT, exception_chain
 from batchlens._telemetry._errors import error_type, exception_message
+from batchlens.exceptions import BaseBatchProcessingError
 
 if TYPE_CHECKING:
     from batchlens._config import Telemetry
     from batchlens._observer import BatchInfo, RecordInfo
 
-__all__ = ["CONTEXT_NAME", "REQUEST_ID_TAG", "SentryObserver"]
+__all__ = ["CONTEXT_NAME", "OTEL_TRACE_ID_TAG", "REQUEST_ID_TAG", "SENTRY_TRACE_ID_ATTRIBUTE", "SentryObserver"]
 
 CONTEXT_NAME = "batch_record"
 """Name of the Sentry context describing the failed record."""
@@ -26,6 +28,13 @@ REQUEST_ID_TAG = "faas.invocation_id"
 """Tag holding the Lambda request id: the batch span's attribute of the same name (OpenTelemetry's ``faas``
 conventions), so one search string finds the event, the span and the invocation's log lines."""
 
+SENTRY_TRACE_ID_ATTRIBUTE = "sentry.trace_id"
+"""Attribute of the batch span holding Sentry's trace id while a Sentry span is current (``AwsLambdaIntegration``'s,
+or the application's): the trace of that span and of the events Sentry captures itself during the invocation,
+such as an unhandled ``BatchProcessingError``."""
+
+_TRACE_KEY = "batchlens.sentry.otel_trace_id"  # BatchInfo.extra: the batch span's trace id
+_TOKEN_KEY = "batchlens.sentry.records_sent"  # BatchInfo.extra: the RECORDS_SENT token to reset
 _INSTALL_HINT = "pip install 'batchlens[sentry]'"
 _log = logging.getLogger("batchlens")
 
@@ -35,9 +44,12 @@ class SentryObserver:
 
     Skipped records (FIFO and stream circuit breakers, the deadline guard) are consequences of another failure
     and are not sent. Events carry the tags ``messaging.system``, ``messaging.destination.name``,
-    ``messaging.message.id``, ``error.type`` and (with a Lambda context) ``faas.invocation_id``, a
-    ``batch_record`` context, and the record span's trace id and span id as their ``trace`` context, so Sentry's
-    trace view and the OpenTelemetry backend show the same trace. The exception's text is batchlens' bounded,
+    ``messaging.message.id``, ``error.type``, (with a Lambda context) ``faas.invocation_id`` and (with tracing)
+    ``otel.trace_id``, a ``batch_record`` context, and the record span's trace id and span id as their ``trace``
+    context, so Sentry's trace view and the OpenTelemetry backend show the same trace. With tracing, Sentry's
+    current span (``AwsLambdaIntegration``'s ``queue.process`` span in sentry-sdk 3.x, its transaction in 2.x)
+    gets the batch span's trace id as ``otel.trace_id`` and the batch span gets Sentry's trace id as
+    ``sentry.trace_id``, so each side finds the other. The exception's text is batchlens' bounded,
     sanitised message (validation errors without their input values) and the local variables of stack frames
     are removed, because every frame between the processor and the handler holds the message body.
 
@@ -69,6 +81,12 @@ class SentryObserver:
         # application's own sentry_sdk.init() call further down the module.
         if self._dsn and not _has_transport(self._sdk.get_client()):
             self._sdk.init(dsn=self._dsn, **_no_pii_options(self._sdk))
+        batch.extra[_TOKEN_KEY] = RECORDS_SENT.set(True)
+        span = trace.get_current_span()  # the batch span: tracing runs first and makes it current
+        span_context = span.get_span_context()
+        if span_context.is_valid and _has_transport(self._sdk.get_client()):
+            trace_id = batch.extra[_TRACE_KEY] = format(span_context.trace_id, "032x")
+            _cross_link(self._sdk, span, trace_id)
 
     @noop_hook
     def record_start(self, batch: BatchInfo, record: RecordInfo) -> None:
@@ -93,7 +111,16 @@ class SentryObserver:
                 _log.warning("batchlens could not send a failed record to Sentry (reported once)", exc_info=True)
 
     def batch_end(self, batch: BatchInfo) -> None:
-        """Nothing to do after a batch."""
+        """End the batch's record sending; note the batch span's trace id on a batch error leaving the batch."""
+        token = batch.extra.pop(_TOKEN_KEY, None)
+        if token is not None:
+            try:
+                RECORDS_SENT.reset(token)
+            except ValueError:  # set in another context (a custom processor's threads): end it here all the same
+                RECORDS_SENT.set(False)
+        error = batch.error
+        if isinstance(error, BaseBatchProcessingError):
+            error._otel_trace_id = batch.extra.get(_TRACE_KEY)
 
     def flush(self, timeout_millis: int) -> None:
         """Wait up to ``timeout_millis`` for queued Sentry events to be sent."""
@@ -105,6 +132,7 @@ class SentryObserver:
         raw = record.raw
         message_id = source.message_id(raw)
         destination = batch.destination if batch.destination is not None else source.destination(raw)
+        tags: dict[str, str] = {}
         context: dict[str, Any] = {
             "record_id": message_id,
             "index": record.index,
@@ -123,6 +151,7 @@ class SentryObserver:
             span_id = format(span_context.span_id, "016x")
             context["trace_id"] = trace_id
             context["span_id"] = span_id
+            tags[OTEL_TRACE_ID_TAG] = trace_id
             trace_context = {"trace_id": trace_id, "span_id": span_id, "op": "queue.process"}
             parent = getattr(span, "parent", None)
             if parent is not None and getattr(parent, "is_valid", False):
@@ -140,6 +169,8 @@ class SentryObserver:
             scope.set_tag("error.type", error_type(exc))
             if request_id is not None:
                 scope.set_tag(REQUEST_ID_TAG, request_id)
+            for key, value in tags.items():
+                scope.set_tag(key, value)
             scope.set_context(CONTEXT_NAME, context)
             if trace_context is not None:
                 # an explicit "trace" context wins over the one Sentry derives from its own propagation
@@ -155,16 +186,6 @@ def _request_id(lambda_context: Any) -> str | None:
     return request_id if isinstance(request_id, str) and request_id else None
 
 
-def _exception_chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions it was raised from, in the order sentry-sdk walks them."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain) and len(chain) < 100:
-        chain.append(current)
-        current = current.__cause__ if current.__suppress_context__ else current.__context__
-    return chain
-
-
 def _bounded_exception_values(exc: BaseException) -> Any:
     """An event processor giving every exception of the event batchlens' message instead of ``str(exc)``.
 
@@ -177,7 +198,7 @@ def _bounded_exception_values(exc: BaseException) -> Any:
         if not isinstance(values, list) or not values:
             return event
         # sentry lists the chain root cause first and the raised exception last
-        chain = list(reversed(_exception_chain(exc)))
+        chain = list(reversed(exception_chain(exc)))
         if len(chain) != len(values):
             chain = chain[-1:]
             values = values[-1:]
@@ -195,13 +216,30 @@ def _has_transport(client: Any) -> bool:
 
 
 def _no_pii_options(sdk: Any) -> dict[str, Any]:
-    """Options that keep personal data out of events, in the form this sentry-sdk version expects."""
-    # sentry-sdk 2.75 deprecated send_default_pii (with a warning) in favour of data_collection, whose
-    # absence means the same thing: collect no personal data. Older versions need the explicit False.
+    """Options that keep personal data and frame variables out of events, as this sentry-sdk version names them."""
+    # sentry-sdk 2.75 deprecated send_default_pii (with a warning) in favour of data_collection, which also
+    # covers frame variables and is the only form 3.x keeps; left out, 3.x collects user data and frame variables.
     defaults = getattr(getattr(sdk, "consts", None), "DEFAULT_OPTIONS", {})
     if "data_collection" in defaults:
-        return {}
-    return {"send_default_pii": False}
+        return {"data_collection": {"user_info": False, "stack_frame_variables": False}}
+    return {"send_default_pii": False, "include_local_variables": False}
+
+
+def _cross_link(sdk: Any, otel_span: Any, otel_trace_id: str) -> None:
+    """Sentry's current span names the batch span's trace; the batch span names Sentry's current trace."""
+    sentry_span = sdk.get_current_span()
+    if sentry_span is None:
+        # no Sentry span (no AwsLambdaIntegration, no span of the application's): Sentry's trace id would be the
+        # process-wide propagation context's, shared by every invocation and by none of batchlens' events
+        return
+    # 3.x spans take attributes; 2.x spans and transactions take tags
+    setter = getattr(sentry_span, "set_attribute", None) or sentry_span.set_tag
+    setter(OTEL_TRACE_ID_TAG, otel_trace_id)
+    # "<trace id>-<span id>[-<sampled>]" of a sampled span, else of the propagation context (an unsampled 2.x
+    # transaction has a trace id of its own that no event carries): the trace of the invocation's own events
+    traceparent = sdk.get_traceparent()
+    if isinstance(traceparent, str) and traceparent:
+        otel_span.set_attribute(SENTRY_TRACE_ID_ATTRIBUTE, traceparent.split("-", 1)[0])
 
 
 def _drop_frame_variables(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:

@@ -15,16 +15,27 @@ Only the standard library is used, so importing this module costs nothing measur
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import random
-import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+
+from batchlens.testing._common import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+    Payload,
+    _b64,
+    _Generator,
+    _resolve_payloads,
+    _sample_click,
+    _sample_order,
+    _sample_payment,
+    _to_bytes,
+    _to_text,
+)
+from batchlens.testing._context import FakeLambdaContext, lambda_context
 
 __all__ = [
     "FakeLambdaContext",
@@ -36,101 +47,6 @@ __all__ = [
     "sqs_fifo_event",
     "to_dynamodb_json",
 ]
-
-DEFAULT_COUNT = 10
-"""Records generated when neither payloads nor ``count`` are given (SQS's default batch size)."""
-
-DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT_ID = "123456789012"
-
-# A fixed instant used instead of "now" when a seed is given, so seeded events are byte-for-byte stable.
-_SEEDED_EPOCH_MS = 1_700_000_000_000
-
-Payload = str | bytes | Mapping[str, Any]
-"""A record payload: text, raw bytes, or a mapping that is JSON-encoded."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# shared helpers
-
-
-class _Generator:
-    """Random source and clock shared by one factory call."""
-
-    def __init__(self, seed: int | None) -> None:
-        self.rng = random.Random(seed)
-        self.now_ms = _SEEDED_EPOCH_MS if seed is not None else int(time.time() * 1000)
-
-    def uuid4(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-
-    def hex(self, length: int) -> str:
-        return f"{self.rng.getrandbits(length * 4):0{length}x}"
-
-    def token(self, length: int) -> str:
-        # Opaque tokens (receipt handles, ids) leave out f/i/l/a so they never contain "fail" by chance.
-        alphabet = "BCDEGHJKMNOPQRSTUVWXYZbcdeghjkmnopqrstuvwxyz0123456789"
-        return "".join(self.rng.choice(alphabet) for _ in range(length))
-
-    def failing_indexes(self, count: int, fail_rate: float) -> set[int]:
-        failures = round(count * fail_rate)
-        return set(self.rng.sample(range(count), failures))
-
-
-def _check_fail_rate(fail_rate: float) -> None:
-    # Written so that NaN fails the range check too.
-    if not (isinstance(fail_rate, int | float) and 0.0 <= fail_rate <= 1.0):
-        raise ValueError(f"fail_rate must be between 0.0 and 1.0, got {fail_rate!r}")
-
-
-def _resolve_payloads(
-    payloads: Sequence[Payload] | None,
-    count: int | None,
-    fail_rate: float,
-    gen: _Generator,
-    make: Callable[[int, bool], Payload],
-    what: str,
-) -> list[Payload]:
-    """Return the explicit payloads, or ``count`` generated ones of which a ``fail_rate`` share fail."""
-    _check_fail_rate(fail_rate)
-    if payloads is not None:
-        if isinstance(payloads, str | bytes | Mapping):
-            raise TypeError(f"{what} must be a sequence of payloads, not a single {type(payloads).__name__}")
-        if count is not None and count != len(payloads):
-            raise ValueError(f"count={count} does not match the {len(payloads)} {what} given")
-        if fail_rate:
-            raise ValueError(f"fail_rate applies to generated payloads only; put 'fail' in the {what} instead")
-        return list(payloads)
-    n = DEFAULT_COUNT if count is None else count
-    if n < 0:
-        raise ValueError(f"count must not be negative, got {n}")
-    failing = gen.failing_indexes(n, fail_rate)
-    return [make(i, i in failing) for i in range(n)]
-
-
-def _sample_order(index: int, fails: bool) -> dict[str, Any]:
-    return {"order_id": f"order-{index + 1:04d}", "status": "fail" if fails else "ok", "quantity": index + 1}
-
-
-def _to_bytes(payload: Payload) -> bytes:
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, str):
-        return payload.encode()
-    return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def _to_text(payload: Payload) -> str:
-    if isinstance(payload, bytes):
-        return payload.decode()
-    if isinstance(payload, str):
-        return payload
-    return json.dumps(payload, separators=(",", ":"))
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
 
 # ----------------------------------------------------------------------------------------------------
 # SQS
@@ -192,6 +108,7 @@ def sqs_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
     trace_header: bool = False,
 ) -> dict[str, Any]:
     """Build an SQS standard-queue event.
@@ -205,6 +122,8 @@ def sqs_event(
         account_id: AWS account id of the queue.
         fail_rate: Share of generated bodies that contain ``"fail"`` (0.0 to 1.0).
         seed: Makes ids, timestamps and the choice of failing records deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
         trace_header: Add an X-Ray ``AWSTraceHeader`` system attribute to every record, as SQS does when
             the producer was traced.
 
@@ -212,7 +131,7 @@ def sqs_event(
         ``{"Records": [...]}`` with the fields Lambda sends (``messageId``, ``receiptHandle``, ``body``,
         ``attributes``, ``md5OfBody``, ``eventSourceARN``, ...).
     """
-    gen = _Generator(seed)
+    gen = _Generator(seed, timestamp_ms)
     payloads = _resolve_payloads(bodies, count, fail_rate, gen, _sample_order, "bodies")
     records = _sqs_records(
         payloads,
@@ -236,6 +155,7 @@ def sqs_fifo_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
     trace_header: bool = False,
 ) -> dict[str, Any]:
     """Build an SQS FIFO event.
@@ -253,6 +173,8 @@ def sqs_fifo_event(
         account_id: AWS account id of the queue.
         fail_rate: Share of generated bodies that contain ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
         trace_header: Add an ``AWSTraceHeader`` attribute to every record.
 
     Returns:
@@ -262,7 +184,7 @@ def sqs_fifo_event(
         raise ValueError(f"groups must be at least 1, got {groups}")
     if not queue.endswith(".fifo"):
         raise ValueError(f"FIFO queue names end in '.fifo', got {queue!r}")
-    gen = _Generator(seed)
+    gen = _Generator(seed, timestamp_ms)
     payloads = _resolve_payloads(bodies, count, fail_rate, gen, _sample_order, "bodies")
     records = _sqs_records(
         payloads,
@@ -290,6 +212,7 @@ def kinesis_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> dict[str, Any]:
     """Build a Kinesis Data Streams event.
 
@@ -303,13 +226,15 @@ def kinesis_event(
         account_id: AWS account id of the stream.
         fail_rate: Share of generated payloads whose decoded data contains ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
 
     Returns:
         ``{"Records": [...]}`` with increasing 56-digit sequence numbers and
         ``eventID == "<shard_id>:<sequenceNumber>"``.
     """
-    gen = _Generator(seed)
-    payloads = _resolve_payloads(data, count, fail_rate, gen, _sample_order, "data")
+    gen = _Generator(seed, timestamp_ms)
+    payloads = _resolve_payloads(data, count, fail_rate, gen, _sample_click, "data")
     arn = f"arn:aws:kinesis:{region}:{account_id}:stream/{stream}"
     # Real sequence numbers are 56-digit decimals that grow along the shard.
     sequence = 495 * 10**53 + gen.rng.randrange(10**50)
@@ -399,6 +324,7 @@ def dynamodb_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> dict[str, Any]:
     """Build a DynamoDB Streams event.
 
@@ -415,6 +341,8 @@ def dynamodb_event(
         account_id: AWS account id of the table.
         fail_rate: Share of generated items whose ``NewImage`` contains ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
 
     Returns:
         ``{"Records": [...]}`` with increasing ``dynamodb.SequenceNumber`` values.
@@ -423,11 +351,12 @@ def dynamodb_event(
         raise ValueError(f"event_name must be one of {_EVENT_NAMES}, got {event_name!r}")
     if stream_view_type not in _VIEW_TYPES:
         raise ValueError(f"stream_view_type must be one of {_VIEW_TYPES}, got {stream_view_type!r}")
-    gen = _Generator(seed)
+    gen = _Generator(seed, timestamp_ms)
 
     def make(index: int, fails: bool) -> dict[str, Any]:
         order = _sample_order(index, fails)
-        return {key: order.pop("order_id"), **order}
+        message = {"order_id": order["order_id"], "item": order["item"]}
+        return {key: order.pop("order_id"), **order, "Message": json.dumps(message, separators=(",", ":"))}
 
     payloads = _resolve_payloads(items, count, fail_rate, gen, make, "items")
     # The stream label is the stream's creation time, which precedes its records.
@@ -486,6 +415,7 @@ def kafka_event(
     account_id: str = DEFAULT_ACCOUNT_ID,
     fail_rate: float = 0.0,
     seed: int | None = None,
+    timestamp_ms: int | None = None,
 ) -> dict[str, Any]:
     """Build an Amazon MSK (Kafka) event.
 
@@ -504,14 +434,16 @@ def kafka_event(
         account_id: AWS account id of the cluster.
         fail_rate: Share of generated values whose decoded value contains ``"fail"``.
         seed: Makes the event deterministic.
+        timestamp_ms: The clock of generated timestamps (epoch milliseconds); default: now, or a fixed
+            instant when ``seed`` is given.
 
     Returns:
         ``{"eventSource": "aws:kafka", "eventSourceArn": ..., "bootstrapServers": ..., "records": {...}}``.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    gen = _Generator(seed)
-    payloads = _resolve_payloads(values, count, fail_rate, gen, _sample_order, "values")
+    gen = _Generator(seed, timestamp_ms)
+    payloads = _resolve_payloads(values, count, fail_rate, gen, _sample_payment, "values")
     cluster_id = gen.uuid4()
     host = f"{cluster}.{gen.token(6).lower()}.c2.kafka.{region}.amazonaws.com"
     offsets = {p: gen.rng.randrange(10_000) for p in range(partitions)}
@@ -538,122 +470,3 @@ def kafka_event(
         "bootstrapServers": f"b-1.{host}:9092,b-2.{host}:9092",
         "records": records,
     }
-
-
-# ----------------------------------------------------------------------------------------------------
-# Lambda context
-
-
-class FakeLambdaContext:
-    """A stand-in for the Lambda runtime's context object, with the same attributes.
-
-    ``get_remaining_time_in_millis()`` counts down from the budget given at creation as real (or injected
-    clock) time passes, unless the context was created frozen or with a callable.
-
-    Attributes:
-        function_name: Name of the function.
-        function_version: Version being executed (``$LATEST`` by default).
-        invoked_function_arn: ARN used to invoke the function.
-        memory_limit_in_mb: Configured memory.
-        aws_request_id: Id of this invocation.
-        log_group_name: CloudWatch log group of the function.
-        log_stream_name: CloudWatch log stream of the execution environment.
-        identity: Cognito identity (``None`` outside mobile SDK invocations).
-        client_context: Mobile client context (``None`` outside mobile SDK invocations).
-        tenant_id: Tenant id of tenant-isolated functions (``None`` otherwise).
-    """
-
-    def __init__(
-        self,
-        *,
-        function_name: str,
-        function_version: str,
-        invoked_function_arn: str,
-        memory_limit_in_mb: int,
-        aws_request_id: str,
-        log_group_name: str,
-        log_stream_name: str,
-        remaining: Callable[[], int],
-    ) -> None:
-        self.function_name = function_name
-        self.function_version = function_version
-        self.invoked_function_arn = invoked_function_arn
-        self.memory_limit_in_mb = memory_limit_in_mb
-        self.aws_request_id = aws_request_id
-        self.log_group_name = log_group_name
-        self.log_stream_name = log_stream_name
-        self.identity: Any = None
-        self.client_context: Any = None
-        self.tenant_id: str | None = None
-        self._remaining = remaining
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Return the milliseconds left before the invocation times out (never negative)."""
-        return max(0, int(self._remaining()))
-
-    def __repr__(self) -> str:
-        return (
-            f"FakeLambdaContext(function_name={self.function_name!r}, "
-            f"aws_request_id={self.aws_request_id!r}, "
-            f"remaining_ms={self.get_remaining_time_in_millis()})"
-        )
-
-
-def lambda_context(
-    *,
-    remaining_ms: int | Callable[[], int] = 30_000,
-    frozen: bool = False,
-    function_name: str = "batch-handler",
-    function_version: str = "$LATEST",
-    memory_limit_in_mb: int = 512,
-    region: str = DEFAULT_REGION,
-    account_id: str = DEFAULT_ACCOUNT_ID,
-    aws_request_id: str | None = None,
-    seed: int | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> FakeLambdaContext:
-    """Build a fake Lambda context for calling a handler outside Lambda.
-
-    Args:
-        remaining_ms: Time budget of the invocation in milliseconds, counted down from creation; or a
-            callable returning the remaining milliseconds on every call (for full control in tests).
-        frozen: Keep returning ``remaining_ms`` instead of counting down.
-        function_name: Function name; also used in the ARN and log group.
-        function_version: Function version.
-        memory_limit_in_mb: Configured memory.
-        region: Region used in the function ARN.
-        account_id: Account used in the function ARN.
-        aws_request_id: Request id; random (or derived from ``seed``) when omitted.
-        seed: Makes the generated request id and log stream name deterministic.
-        clock: Monotonic clock in seconds driving the countdown; inject one to test deadlines without
-            sleeping.
-
-    Returns:
-        A :class:`FakeLambdaContext`.
-    """
-    gen = _Generator(seed)
-    if callable(remaining_ms):
-        remaining: Callable[[], int] = remaining_ms
-    elif frozen:
-        fixed = int(remaining_ms)
-
-        def remaining() -> int:
-            return fixed
-
-    else:
-        deadline = clock() + remaining_ms / 1000
-
-        def remaining() -> int:
-            return int((deadline - clock()) * 1000)
-
-    day = datetime.fromtimestamp(gen.now_ms / 1000, tz=timezone.utc).strftime("%Y/%m/%d")
-    return FakeLambdaContext(
-        function_name=function_name,
-        function_version=function_version,
-        invoked_function_arn=f"arn:aws:lambda:{region}:{account_id}:function:{function_name}",
-        memory_limit_in_mb=memory_limit_in_mb,
-        aws_request_id=aws_request_id or gen.uuid4(),
-        log_group_name=f"/aws/lambda/{function_name}",
-        log_stream_name=f"{day}/[{function_version}]{gen.hex(32)}",
-        remaining=remaining,
-    )
