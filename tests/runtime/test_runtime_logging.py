@@ -11,6 +11,7 @@ from ._emulator import lambda_runtime
 from ._support import INVOKE_WAIT_S, failing_ids, json_lines, orders
 
 SECRET = "card-4111111111111111"
+JSON_LOGS = {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO"}
 
 
 def _lines(text: str) -> list[str]:
@@ -18,8 +19,9 @@ def _lines(text: str) -> list[str]:
 
 
 def test_json_log_format_keeps_every_line_json_with_the_request_id(tmp_path: Path) -> None:
+    # Lambda sets the application log level (default INFO) with the JSON format
     with lambda_runtime(
-        "app.lambda_handler", tmp_path, AWS_LAMBDA_LOG_FORMAT="JSON", OTEL_TRACES_EXPORTER="none"
+        "app.lambda_handler", tmp_path, **JSON_LOGS, OTEL_TRACES_EXPORTER="none"
     ) as (api, process, _):
         event = orders(3, failing=1)
         invocation = api.run(event, INVOKE_WAIT_S)
@@ -35,7 +37,7 @@ def test_json_log_format_keeps_every_line_json_with_the_request_id(tmp_path: Pat
 
 def test_powertools_logger_and_batchlens_share_the_request_id(tmp_path: Path) -> None:
     with lambda_runtime(
-        "powertools_app.lambda_handler", tmp_path, AWS_LAMBDA_LOG_FORMAT="JSON", OTEL_TRACES_EXPORTER="none"
+        "powertools_app.lambda_handler", tmp_path, **JSON_LOGS, OTEL_TRACES_EXPORTER="none"
     ) as (api, process, _):
         first = api.run(orders(2, failing=1), INVOKE_WAIT_S)
         second = api.run(orders(2, failing=0), INVOKE_WAIT_S)
