@@ -213,8 +213,10 @@ INVOKE_DEPLOYED = textwrap.dedent(
 )
 
 # What the default Lambda path (X-Ray branch, EMF metrics, JSON logs) does without: protobuf and the OTLP
-# exporters, any HTTP client, the IDNA codec (getaddrinfo of a str host), entry-point scanning, the extras.
+# exporters, any HTTP client, the IDNA codec (getaddrinfo of a str host), entry-point scanning, the resource
+# detectors' thread pool, the extras.
 NOT_ON_THE_DEFAULT_PATH = (
+    "concurrent.futures.thread",
     "google.protobuf",
     "opentelemetry.proto",
     "opentelemetry.exporter",
