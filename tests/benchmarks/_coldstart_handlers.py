@@ -90,6 +90,53 @@ assert _response == {"batchItemFailures": []}, _response
 """
 
 
+# D's cold start, one step at a time: the third-party parts first (each import's increment), then batchlens' own.
+STEPS = (
+    """
+import resource, sys, time
+_steps = []
+_last = (time.perf_counter(), 0, 0)  # the first step shows the absolute max RSS and module count
+
+def _step(name):
+    global _last
+    now = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(sys.modules))
+    _steps.append((name, now[0] - _last[0], now[1] - _last[1], now[2] - _last[2]))
+    _last = now
+
+_step("interpreter start (absolute max RSS and modules)")
+import opentelemetry.trace, opentelemetry.metrics
+_step("opentelemetry-api (trace, metrics)")
+import structlog
+_step("structlog (its __init__ imports stdlib -> asyncio -> ssl)")
+import opentelemetry.sdk.resources, opentelemetry.sdk.trace, opentelemetry.sdk.trace.export
+_step("opentelemetry-sdk trace (+ resources)")
+import opentelemetry.sdk.metrics, opentelemetry.sdk.metrics.export
+_step("opentelemetry-sdk metrics")
+import orjson
+_step("orjson")
+from batchlens import BatchProcessor, EventType, process_partial_response
+_step("from batchlens import BatchProcessor, ...")
+from batchlens.telemetry import configure
+_step("from batchlens.telemetry import configure")
+configure(service_name="orders")
+_step("configure(service_name=...)")
+processor = BatchProcessor(event_type=EventType.SQS)
+_step("BatchProcessor(EventType.SQS)")
+
+class handler:
+    @staticmethod
+    def lambda_handler(event, context):
+        return process_partial_response(event, lambda record: record.body, processor, context)
+"""
+    + INVOKE
+    + """
+_step("first invocation (one record, span sent)")
+import json
+print(json.dumps(_steps))
+"""
+)
+
+
 def program(module_dir: str, module: str, invoke: bool) -> str:
     """Code for ``python -c``: import the handler module from ``module_dir``, then optionally invoke it once."""
     code = f"import sys\nsys.path.insert(0, {module_dir!r})\nimport {module} as handler\n"

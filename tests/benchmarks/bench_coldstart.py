@@ -1,6 +1,6 @@
 """Cold start: a fresh interpreter's set-up of batchlens' telemetry against Powertools' Logger, Tracer and Metrics.
 
-Run:  python tests/benchmarks/bench_coldstart.py [--rounds 21] [--importtime] [--setup [--floor]]
+Run:  python tests/benchmarks/bench_coldstart.py [--rounds 21] [--importtime] [--steps] [--setup [--floor]]
 
 By default it measures the cold start *as deployed* (the cost issue's target): a fresh interpreter imports a handler
 module, as Lambda's runtime does, and then runs one invocation (a one-record SQS batch with a Lambda-like context):
@@ -28,12 +28,14 @@ without batchlens (the SDK providers, the OTLP/HTTP span exporter on urllib3, st
 cold start that is the chosen exporters' own cost. Wall time is the whole child process (interpreter start
 included, as in Lambda's init duration), and peak memory is the child's max RSS (``wait4``). Medians over the
 interleaved rounds are printed with their ratios. With --importtime it also prints the ten slowest imports of the
-batchlens side (``python -X importtime``). This is not a test.
+batchlens side (``python -X importtime``); with --steps, D's cost step by step (each third-party import, then each
+line of the handler module and the first invocation: time, max RSS and modules added). This is not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -44,7 +46,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from _coldstart_handlers import DEPLOYED, KIT, lambda_environment, program
+from _coldstart_handlers import DEPLOYED, KIT, STEPS, lambda_environment, program
 
 BATCHLENS = """
 import batchlens
@@ -119,19 +121,34 @@ def run(code: str, env: dict[str, str]) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss
 
 
-def slowest_imports(code: str, env: dict[str, str], count: int = 10) -> list[tuple[int, str]]:
-    """The ``count`` imports with the largest cumulative time (microseconds) in ``code``."""
+def slowest_imports(code: str, env: dict[str, str], count: int = 10, depth: int = 0) -> list[tuple[int, str]]:
+    """The ``count`` imports at nesting ``depth`` with the largest cumulative time (microseconds) in ``code``."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code], env=env, capture_output=True, text=True, check=True
     )
     rows: list[tuple[int, str]] = []
+    indent = 1 + 2 * depth
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         _self, cumulative, name = line[len("import time:") :].split("|")
-        if not name.startswith(" " * 3):  # top-level imports of the set-up only
+        if len(name) - len(name.lstrip(" ")) == indent:
             rows.append((int(cumulative), name.strip()))
     return sorted(rows, reverse=True)[:count]
+
+
+def steps(env: dict[str, str], rounds: int) -> None:
+    """D's cold start one step at a time (``STEPS``): median increments of time, max RSS and modules per step."""
+    runs = []
+    for _ in range(rounds):
+        done = subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(f"D step by step (medians of {rounds} fresh interpreters; increments):")
+    for index, (name, *_values) in enumerate(runs[0]):
+        seconds = statistics.median(run[index][1] for run in runs)
+        kib = statistics.median(run[index][2] for run in runs)
+        modules = statistics.median(run[index][3] for run in runs)
+        print(f"  {seconds * 1000:7.1f} ms  {kib / 1024:+6.2f} MB  {modules:+5.0f} modules  {name}")
 
 
 def measure(programs: list[Program], env: dict[str, str], rounds: int) -> dict[str, tuple[float, float]]:
@@ -187,7 +204,7 @@ class _XRayDaemon:
         self.sock.close()
 
 
-def deployed(rounds: int, importtime: bool, cache: str, module_dir: str) -> None:
+def deployed(rounds: int, importtime: bool, by_step: bool, cache: str, module_dir: str) -> None:
     """D (batchlens as deployed) against K (the Powertools kit): import only, and import + first invocation."""
     for module, source in (("handler_batchlens", DEPLOYED), ("handler_powertools", KIT)):
         with open(os.path.join(module_dir, f"{module}.py"), "w", encoding="utf-8") as file:
@@ -211,9 +228,11 @@ def deployed(rounds: int, importtime: bool, cache: str, module_dir: str) -> None
             "[target <= 0.5, <= 0.55]",
         )
         if importtime:
-            print("Slowest top-level imports of D's import + first invocation (cumulative):")
-            for micros, name in slowest_imports(program(module_dir, "handler_batchlens", True), env):
+            print("Slowest imports of D's handler module (cumulative):")
+            for micros, name in slowest_imports(program(module_dir, "handler_batchlens", True), env, depth=1):
                 print(f"  {micros / 1000:7.1f} ms  {name}")
+        if by_step:
+            steps(env, min(rounds, 9))
     finally:
         daemon.close()
 
@@ -239,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument("--steps", action="store_true", help="also D's cost step by step (time, max RSS, modules)")
     parser.add_argument("--setup", action="store_true", help="the set-up-only comparison (traces='otlp')")
     parser.add_argument("--floor", action="store_true", help="with --setup: the same third-party parts by hand")
     args = parser.parse_args(argv)
@@ -249,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             module_dir = os.path.join(scratch, "task")
             os.mkdir(module_dir)
-            deployed(args.rounds, args.importtime, cache, module_dir)
+            deployed(args.rounds, args.importtime, args.steps, cache, module_dir)
     return 0
 
 
