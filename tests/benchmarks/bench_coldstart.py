@@ -143,7 +143,7 @@ def steps(env: dict[str, str], rounds: int) -> None:
     for _ in range(rounds):
         done = subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, check=True)
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"D step by step (medians of {rounds} fresh interpreters; increments):")
+    print(f"D step by step (medians of {rounds} fresh interpreters; increments of wall time, current RSS, modules):")
     for index, (name, *_values) in enumerate(runs[0]):
         seconds = statistics.median(run[index][1] for run in runs)
         kib = statistics.median(run[index][2] for run in runs)
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--importtime", action="store_true")
-    parser.add_argument("--steps", action="store_true", help="also D's cost step by step (time, max RSS, modules)")
+    parser.add_argument("--steps", action="store_true", help="also D's cost step by step (time, RSS, modules)")
     parser.add_argument("--setup", action="store_true", help="the set-up-only comparison (traces='otlp')")
     parser.add_argument("--floor", action="store_true", help="with --setup: the same third-party parts by hand")
     args = parser.parse_args(argv)
