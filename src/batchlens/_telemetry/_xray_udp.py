@@ -263,9 +263,8 @@ class XRayUdpSpanExporter(SpanExporter):
             return self._socket
         host, port = self.address
         try:
-            family, _type, _proto, _name, sockaddr = socket.getaddrinfo(_host_name(host), port, type=socket.SOCK_DGRAM)[
-                0
-            ]
+            found = socket.getaddrinfo(_host_name(host), port, type=socket.SOCK_DGRAM)
+            family, _type, _proto, _name, sockaddr = found[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setblocking(False)
         except OSError as exc:
