@@ -11,6 +11,9 @@ with ``BATCHLENS_RECORD_SAMPLING`` set to the rate, and a Lambda context, so the
 Configurations:
   A        Powertools' BatchProcessor(KinesisDataStreams), no telemetry (the anchor)
   S<rate>  batchlens as above at that record sampling rate
+  N<rate>  batchlens with no set-up at all at that rate: no OpenTelemetry SDK (spans and metrics are no-ops),
+           structlog unconfigured, so the log lines go to the private JSON logger (bench_overhead.py's "N")
+  M<rate>  S<rate> with BATCHLENS_METRICS=false: what is left once the SDK's per-record Histogram.record is gone
 
 Each configuration runs in its own interpreter twice: once with everything but the batch (imports, set-up,
 warm-up, building the event) and once with the batch too; the difference of the two totals over the record count
@@ -48,17 +51,20 @@ def _powertools() -> Any:
     return lambda event, context: process_partial_response(event, handler, processor, context)
 
 
-def _batchlens(rate: str) -> Any:
+def _batchlens(rate: str, sdk: bool, metrics: bool) -> Any:
     # set before anything reads them, as the Lambda runtime does
     os.environ["AWS_LAMBDA_FUNCTION_NAME"] = "bench"
     os.environ["BATCHLENS_RECORD_SAMPLING"] = rate
+    os.environ["BATCHLENS_METRICS"] = str(metrics).lower()
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _bench_configs import NullExporter
-
     import batchlens
-    from batchlens.telemetry import configure
 
-    configure(service_name="bench", traces=NullExporter())
+    if sdk:
+        from _bench_configs import NullExporter
+
+        from batchlens.telemetry import configure
+
+        configure(service_name="bench", traces=NullExporter())
     processor = batchlens.BatchProcessor(batchlens.EventType.KinesisDataStreams)
     return lambda event, context: batchlens.process_partial_response(event, handler, processor, context)
 
@@ -68,7 +74,7 @@ def run_one(name: str, records: int, with_batch: bool) -> None:
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - EMF and log lines; the process ends after the run
     from batchlens.testing import kinesis_event, lambda_context
 
-    run = _powertools() if name == "A" else _batchlens(name[1:])
+    run = _powertools() if name == "A" else _batchlens(name[1:], sdk=name[0] != "N", metrics=name[0] != "M")
     context = lambda_context(remaining_ms=600_000)
     warm = kinesis_event(count=200, fail_rate=FAIL_RATE, seed=SEED + 1)
     run(warm, context)
@@ -103,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--rates", default="0.01,1", help="comma-separated record sampling rates")
+    parser.add_argument("--no-sdk", action="store_true", help="also measure the N configurations")
+    parser.add_argument("--metrics-off", action="store_true", help="also measure the M configurations")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--with-batch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -112,14 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)")
         return 0
-    names = ["A", *(f"S{rate.strip()}" for rate in args.rates.split(","))]
+    rates = [rate.strip() for rate in args.rates.split(",")]
+    names = ["A", *(f"S{rate}" for rate in rates)]
+    names += [f"N{rate}" for rate in rates] if args.no_sdk else []
+    names += [f"M{rate}" for rate in rates] if args.metrics_off else []
     counted = per_record(names, args.records)
     print(
         f"python {sys.version.split()[0]}; one {args.records}-record Kinesis batch, {FAIL_RATE:.0%} failing, "
         "configure() pipeline in Lambda mode (instructions per record, callgrind):"
     )
     for name in names:
-        label = "Powertools BatchProcessor" if name == "A" else f"batchlens, record_sampling={name[1:]}"
+        setup = {"S": "configure()", "N": "no SDK", "M": "configure(), metrics off"}.get(name[0])
+        label = "Powertools BatchProcessor" if name == "A" else f"batchlens, {setup}, record_sampling={name[1:]}"
         print(f"  {name:7s} {counted[name]:12,.0f}   {label}")
     for name in names[1:]:
         print(f"  {name} / A = {counted[name] / counted['A']:.2f}" + ("  [<= 3]" if name == "S0.01" else ""))
