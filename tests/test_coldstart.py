@@ -1,4 +1,7 @@
-"""Cold start of configure(): only the chosen exporters' modules load, and OTLP/HTTP sends through urllib3."""
+"""Cold start of configure(): only the chosen exporters' modules load, and OTLP/HTTP sends through urllib3.
+
+The default Lambda path (X-Ray branch) is checked as deployed: a handler module imported by a fresh interpreter.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import datetime
 import ipaddress
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -24,6 +28,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from batchlens._telemetry._sdk import _otlp_http_options
+from batchlens._telemetry._xray_udp import _host_name
 from batchlens.telemetry import TelemetryHandle, configure
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -166,6 +171,111 @@ def test_lambda_setup_without_traces_imports_no_protobuf_or_http_client() -> Non
     """traces="none" with EMF metrics needs neither protobuf nor an HTTP client, so neither is imported."""
     loaded = run_setup(SETUP.format(traces="none"))
     assert [name for name, present in loaded.items() if present] == []
+
+
+DEPLOYED_HANDLER = textwrap.dedent(
+    """
+    from batchlens import BatchProcessor, EventType, process_partial_response
+    from batchlens.telemetry import configure
+
+    configure(service_name="orders")
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+
+    def lambda_handler(event, context):
+        return process_partial_response(event, lambda record: record.body, processor, context)
+    """
+)
+
+INVOKE_DEPLOYED = textwrap.dedent(
+    """
+    import json, sys, time
+    import handler
+
+    class Context:
+        function_name = "orders"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:orders"
+        aws_request_id = "request-1"
+        deadline = time.monotonic() + 30
+
+        def get_remaining_time_in_millis(self):
+            return int((self.deadline - time.monotonic()) * 1000)
+
+    record = {
+        "messageId": "m-1", "receiptHandle": "r", "body": "hello", "attributes": {"SentTimestamp": "1545082649183"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders", "awsRegion": "us-east-1",
+    }
+    response = handler.lambda_handler({"Records": [record]}, Context())
+    print(json.dumps({"response": response, "modules": sorted(sys.modules)}))
+    """
+)
+
+# What the default Lambda path (X-Ray branch, EMF metrics, JSON logs) does without: protobuf and the OTLP
+# exporters, any HTTP client, the IDNA codec (getaddrinfo of a str host), entry-point scanning, the resource
+# detectors' thread pool, the extras.
+NOT_ON_THE_DEFAULT_PATH = (
+    "concurrent.futures.thread",
+    "google.protobuf",
+    "opentelemetry.proto",
+    "opentelemetry.exporter",
+    "grpc",
+    "urllib3",
+    "requests",
+    "http.client",
+    "urllib.request",
+    "email",
+    "encodings.idna",
+    "unicodedata",
+    "importlib.metadata",
+    "importlib_metadata",
+    "logging.handlers",
+    "sentry_sdk",
+    "pydantic",
+    "prometheus_client",
+    "boto3",
+)
+
+
+def test_the_deployed_lambda_default_imports_none_of_the_exporters_clients_or_extras(tmp_path: Path) -> None:
+    """A handler module as the README deploys it, imported and invoked once in Lambda: the X-Ray branch is taken,
+    its span datagrams arrive, and none of the modules the default path does without is loaded."""
+    (tmp_path / "handler.py").write_text(DEPLOYED_HANDLER)
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(5)
+    try:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([SRC, str(tmp_path)]),
+            "AWS_LAMBDA_FUNCTION_NAME": "orders",
+            "AWS_REGION": "us-east-1",
+            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+            "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", INVOKE_DEPLOYED], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        datagram = daemon.recv(70_000)
+    finally:
+        daemon.close()
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["response"] == {"batchItemFailures": []}
+    assert datagram.startswith(b'{"format":"json","version":1}\n')
+    modules = set(result["modules"])
+    assert "batchlens._telemetry._xray_udp" in modules
+    loaded = sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in NOT_ON_THE_DEFAULT_PATH))
+    assert loaded == []
+
+
+def test_an_ascii_daemon_host_skips_the_idna_codec() -> None:
+    """getaddrinfo() gets an ASCII host as bytes (no IDNA codec import); other names keep the codec."""
+    assert _host_name("127.0.0.1") == b"127.0.0.1"
+    assert _host_name("localhost") == b"localhost"
+    assert _host_name("xn--bcher-kva.example") == b"xn--bcher-kva.example"
+    assert _host_name("bücher.example") == "bücher.example"
 
 
 def test_spans_arrive_through_the_urllib3_transport(

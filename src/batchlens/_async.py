@@ -7,8 +7,9 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from batchlens._base import _contained, _Escaped, _handler_name
+from batchlens._base import _handler_name
 from batchlens._config import Telemetry
+from batchlens._contain import _contained, _Escaped
 from batchlens._env import env_int
 from batchlens._partial import BasePartialBatchProcessor, _stop_policy, _validate_workers
 from batchlens._sources import EventType

@@ -1,6 +1,6 @@
 """The root of every partial-failure processor: ``BasePartialProcessor`` (batch driving, success/failure
-bookkeeping, the telemetry plumbing around each record) and the async containment helpers it shares with the
-async drivers.
+bookkeeping, the telemetry plumbing around each record). The async containment helpers it shares with the async
+drivers live in ``_contain``; record sampling in ``_sampling``.
 
 Processing knows nothing about telemetry beyond the ``ObserverChain`` seam (see ``_observer``).
 """
@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import warnings
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns
-from types import CoroutineType, FunctionType, MethodType
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from batchlens._config import Telemetry
+from batchlens._contain import _Escaped, _gather_contained
 from batchlens._observer import (
     _CURRENT,
     FAILURE,
@@ -29,6 +29,7 @@ from batchlens._observer import (
     RecordInfo,
     _fault,
 )
+from batchlens._sampling import async_run_unsampled, keeps, run_unsampled, threshold
 from batchlens._sentry_guard import guard_sentry_events
 from batchlens._sources import GENERIC, Source, detect_source
 from batchlens.exceptions import (
@@ -45,77 +46,6 @@ __all__ = ["BasePartialProcessor"]
 _BOOKKEEPING_LOCK = threading.Lock()
 _CO_VARARGS = 0x04  # inspect.CO_VARARGS, without importing inspect at cold start
 _CO_VARKEYWORDS = 0x08  # inspect.CO_VARKEYWORDS
-
-
-class _Escaped:
-    """A BaseException (KeyboardInterrupt, SystemExit, ...) that left a record, carried out of the event loop.
-
-    asyncio re-raises such an exception straight out of ``run_until_complete`` from inside the task that raised
-    it, leaving that task (and the batch's) with an exception nobody retrieves: the event loop then reports
-    "Task exception was never retrieved" whenever the garbage collector finds it (on CPython 3.11 possibly
-    in the middle of an unrelated ``ast.parse``). The async drivers therefore catch it inside the record's task,
-    cancel the records still running, and return this marker; ``async_process`` raises the exception itself,
-    outside the loop, once every task has finished.
-    """
-
-    __slots__ = ("exception",)
-
-    def __init__(self, exception: BaseException) -> None:
-        self.exception = exception
-
-
-def _escapes(exc: BaseException) -> bool:
-    """Whether ``exc`` must be carried out of the event loop: neither an ``Exception`` nor a cancellation."""
-    return not isinstance(exc, (Exception, sys.modules["asyncio"].CancelledError))
-
-
-async def _contained(awaitable: Awaitable[Any]) -> Any:
-    """Await one record; a BaseException that ``_escapes`` comes back as ``_Escaped``."""
-    try:
-        return await awaitable
-    except BaseException as exc:
-        if not _escapes(exc):
-            raise
-        return _Escaped(exc)
-
-
-async def _gather_contained(awaitables: list[Awaitable[Any]]) -> list[Any] | _Escaped:
-    """``asyncio.gather`` of the records, except that a BaseException leaving one of them cancels the others
-    and comes back as ``_Escaped`` (after they have all finished) instead of escaping the event loop."""
-    import asyncio
-
-    escaped: list[_Escaped] = []
-    tasks: list[asyncio.Future[Any]] = []
-
-    async def one(awaitable: Awaitable[Any]) -> Any:
-        # _contained() inlined (one coroutine frame per record instead of two), plus cancelling the others
-        try:
-            return await awaitable
-        except BaseException as exc:
-            if not _escapes(exc):
-                raise
-            escape = _Escaped(exc)
-            if not escaped:
-                escaped.append(escape)
-                current = asyncio.current_task()
-                for task in tasks:
-                    if task is not current:
-                        task.cancel()
-            return escape
-
-    create_task = asyncio.get_running_loop().create_task
-    tasks.extend(create_task(one(awaitable)) for awaitable in awaitables)
-    # return_exceptions: wait for every task, the cancelled ones included, before anything leaves this batch
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    if escaped:
-        for awaitable in awaitables:
-            if isinstance(awaitable, CoroutineType):
-                awaitable.close()  # never started when its task was cancelled first: no "never awaited" warning
-        return escaped[0]
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result  # an exception a custom _async_process_record let through
-    return results
 
 
 def _handler_name(handler: Any) -> str:
@@ -200,6 +130,7 @@ class BasePartialProcessor(ABC):
     _batch: BatchInfo | None = None
     _context: Any = None
     _handler_accepts_lambda_context = False
+    _sample_bound: int | None = None  # see _sampling.threshold: None records every record
 
     def __init__(self, logger: logging.Logger | None = None, *, telemetry: Telemetry | None = None) -> None:
         self.success_messages: list[Any] = []
@@ -208,6 +139,7 @@ class BasePartialProcessor(ABC):
         self.logger = logger
         self._telemetry = Telemetry.from_env() if telemetry is None else telemetry
         self._observer = _build_observer(self._telemetry)
+        self._sample_bound = threshold(self._telemetry.record_sampling)
         # weak: never keeps a handler alive (see _handler_accepts_lambda_context)
         self._signature_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -368,6 +300,7 @@ class BasePartialProcessor(ABC):
         if source is GENERIC and records:
             source = detect_source(records[0])
         batch = BatchInfo(source, records, self._context, perf_counter_ns())
+        batch.sampling_rate = self.telemetry.record_sampling
         self._batch = batch
         for one in observer._batch_start:  # the chain's batch_start inlined, with its fault isolation
             try:
@@ -393,6 +326,10 @@ class BasePartialProcessor(ABC):
     def _start_record(self, batch: BatchInfo, observer: ObserverChain, index: int, raw: Any) -> RecordInfo:
         rec = RecordInfo(index, raw, 0)
         batch.record_infos.append(rec)
+        return self._observe_start(batch, observer, rec)
+
+    @staticmethod
+    def _observe_start(batch: BatchInfo, observer: ObserverChain, rec: RecordInfo) -> RecordInfo:
         observer.record_start(batch, rec)
         # the clock starts once the observers are done, so durations measure the record, not span set-up
         rec.start_ns = rec.end_ns = perf_counter_ns()
@@ -401,13 +338,7 @@ class BasePartialProcessor(ABC):
     @staticmethod
     def _finish_record(batch: BatchInfo, observer: ObserverChain, rec: RecordInfo, entry: Any) -> None:
         rec.end_ns = perf_counter_ns()
-        if rec.outcome is None:
-            # success_handler/failure_handler were overridden without calling super(): trust the tuple
-            if isinstance(entry, tuple) and entry and entry[0] == "success":
-                rec.outcome = SUCCESS
-                rec.result = entry[1] if len(entry) > 1 else None
-            else:
-                rec.outcome = FAILURE
+        rec.settle(entry)  # success_handler/failure_handler overridden without calling super(): trust the tuple
         if rec.outcome == SUCCESS:
             observer.record_success(batch, rec)
         else:
@@ -430,6 +361,9 @@ class BasePartialProcessor(ABC):
         # four calls fewer per record on the common path
         rec = RecordInfo(index, raw, 0)
         batch.record_infos.append(rec)
+        bound = self._sample_bound
+        if bound is not None and not keeps(rec, batch.source.message_id(raw), bound):
+            return run_unsampled(batch, observer, rec, self._process_record)
         for one in observer._record_start:
             try:
                 one.record_start(batch, rec)
@@ -463,7 +397,12 @@ class BasePartialProcessor(ABC):
         batch = self._batch
         if observer is None or batch is None:
             return await self._async_process_record(raw)
-        rec = self._start_record(batch, observer, index, raw)
+        rec = RecordInfo(index, raw, 0)
+        batch.record_infos.append(rec)
+        bound = self._sample_bound
+        if bound is not None and not keeps(rec, batch.source.message_id(raw), bound):
+            return await async_run_unsampled(batch, observer, rec, self._async_process_record)
+        self._observe_start(batch, observer, rec)
         token = _CURRENT.set(rec)
         try:
             entry = await self._async_process_record(raw)

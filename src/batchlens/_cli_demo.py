@@ -83,9 +83,13 @@ def _json_logs_into(buffer: io.StringIO) -> Iterator[None]:
 
     from batchlens._telemetry._structlog_setup import _processors
 
+    def as_text(logger: Any, method_name: str, rendered: Any) -> Any:
+        # the JSON renderer gives bytes with orjson; the demo's buffer takes text
+        return rendered.decode("utf-8") if isinstance(rendered, bytes) else rendered
+
     previous = structlog.get_config()
     structlog.configure(
-        processors=_processors("json", as_bytes=False),
+        processors=[*_processors("json"), as_text],
         logger_factory=structlog.PrintLoggerFactory(buffer),
         wrapper_class=structlog.make_filtering_bound_logger(0),
         cache_logger_on_first_use=False,

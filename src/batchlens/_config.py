@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from batchlens._env import env_bool, env_choice, env_int, parse_bool
+from batchlens._env import env_bool, env_choice, env_fraction, env_int, parse_bool, parse_fraction
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -72,6 +72,11 @@ class Telemetry:
             caller's W3C trace (``context.w3c()``) is still joined.
         document_keys: Record a DynamoDB item's keys as ``faas.document.name`` on record spans; off by default,
             since keys can be personal data (``BATCHLENS_DOCUMENT_KEYS``).
+        record_sampling: Fraction of records, in [0, 1], that get a record span, a success log line and
+            response capture (``BATCHLENS_RECORD_SAMPLING``; default 1.0, every record). Decided per record
+            before its handler runs, from a stable hash of its ``messaging.message.id``; failed and skipped
+            records are always recorded, and metrics always count every record (see docs/telemetry.md,
+            "Record sampling").
         tracer_provider: Tracer provider to use instead of the OpenTelemetry global one.
         meter_provider: Meter provider to use instead of the OpenTelemetry global one.
     """
@@ -90,6 +95,7 @@ class Telemetry:
     log_output: str = "auto"
     xray_parent: bool = True
     document_keys: bool = False
+    record_sampling: float = 1.0
     tracer_provider: TracerProvider | None = field(default=None, compare=False)
     meter_provider: MeterProvider | None = field(default=None, compare=False)
 
@@ -120,6 +126,7 @@ class Telemetry:
         if log_output not in LOG_OUTPUTS:
             raise ValueError(f"log_output={self.log_output!r} is not valid; accepted values: {', '.join(LOG_OUTPUTS)}")
         object.__setattr__(self, "log_output", log_output)
+        object.__setattr__(self, "record_sampling", parse_fraction("record_sampling", self.record_sampling))
         for name in ("capture_max_bytes_per_record", "capture_max_bytes_per_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -178,6 +185,7 @@ class Telemetry:
             "log_output": env_choice(env, "BATCHLENS_LOG_OUTPUT", d.log_output, LOG_OUTPUTS),
             "xray_parent": env_bool(env, "BATCHLENS_XRAY_PARENT", d.xray_parent),
             "document_keys": env_bool(env, "BATCHLENS_DOCUMENT_KEYS", d.document_keys),
+            "record_sampling": env_fraction(env, "BATCHLENS_RECORD_SAMPLING", d.record_sampling),
         }
         values.update(overrides)
         return cls(**values)

@@ -30,6 +30,20 @@ def parse_int(name: str, value: str, *, minimum: int) -> int:
     return number
 
 
+def parse_fraction(name: str, value: object) -> float:
+    """Parse a fraction in [0, 1] (a number, or its text), raising a ValueError that names the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name}={value!r} is not valid; expected a fraction in [0, 1], such as 0.01")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number; expected a fraction in [0, 1], such as 0.01") from None
+    # NaN fails both comparisons, so it is refused here too
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name}={value!r} is out of range; expected a fraction in [0, 1], such as 0.01")
+    return number
+
+
 def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     """Read a boolean variable from ``environ``; unset or empty gives ``default``."""
     raw = environ.get(name)
@@ -44,6 +58,14 @@ def env_int(environ: Mapping[str, str], name: str, default: int | None, *, minim
     if raw is None or raw.strip() == "":
         return default
     return parse_int(name, raw, minimum=minimum)
+
+
+def env_fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    """Read a fraction in [0, 1] from ``environ``; unset or empty gives ``default``."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return parse_fraction(name, raw)
 
 
 def env_choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

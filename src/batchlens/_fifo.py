@@ -6,8 +6,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from batchlens._base import _Escaped
 from batchlens._config import Telemetry
+from batchlens._contain import _Escaped
 from batchlens._processor import AsyncBatchProcessor, BasePartialBatchProcessor, BatchProcessor
 from batchlens._sources import EventType
 from batchlens.exceptions import ExceptionInfo, SQSFifoCircuitBreakerError, SQSFifoMessageGroupCircuitBreakerError

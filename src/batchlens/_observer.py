@@ -13,7 +13,7 @@ from operator import attrgetter, methodcaller
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from batchlens._sources import Source
 
@@ -52,6 +52,8 @@ class RecordInfo:
         outcome: ``"success"``, ``"failure"`` or ``"skipped"`` (not attempted: circuit breaker, deadline).
         result: The handler's return value on success.
         exception: The exception on failure or skip.
+        sampled: False when record sampling left the record out: no observer saw it start, and one that
+            fails reaches ``record_start`` only after its handler has returned (see ``_sampling``).
     """
 
     __slots__ = (
@@ -63,6 +65,7 @@ class RecordInfo:
         "outcome",
         "raw",
         "result",
+        "sampled",
         "span",
         "start_ns",
         "token",
@@ -82,11 +85,23 @@ class RecordInfo:
         # the record's messaging.message.id once an observer has read it (NOT_READ until then), so the
         # observers after it need not read it again
         self.message_id: Any = NOT_READ
+        self.sampled = True
 
     @property
     def duration_s(self) -> float:
         """Processing time in seconds."""
         return (self.end_ns - self.start_ns) / 1e9
+
+    def settle(self, entry: Any) -> None:
+        """Take the outcome from the processed-message tuple when no success/failure handler set it (they were
+        overridden without calling ``super()``): a ``("success", result, ...)`` tuple succeeded, anything else
+        failed."""
+        if self.outcome is None:
+            if isinstance(entry, tuple) and entry and entry[0] == "success":
+                self.outcome = SUCCESS
+                self.result = entry[1] if len(entry) > 1 else None
+            else:
+                self.outcome = FAILURE
 
 
 class BatchInfo:
@@ -101,6 +116,11 @@ class BatchInfo:
         success_count / failure_count / skipped_count: Set before ``batch_end``.
         entire_batch_failed: Every record failed (or was skipped).
         error: The exception leaving the batch (e.g. BatchProcessingError), if any.
+        sampling_rate: ``Telemetry.record_sampling`` of the processor (1.0: every record is recorded).
+        unsampled_count: Records left out by sampling that got no record span (the successful ones); set before
+            ``batch_end``.
+        unsampled_scope: ``(enter, exit)`` an observer may set in ``batch_start``: ``exit(enter())`` brackets the
+            handler of every record left out by sampling (tracing makes an unsampled span current there).
     """
 
     __slots__ = (
@@ -113,6 +133,7 @@ class BatchInfo:
         "lambda_context",
         "record_infos",
         "records",
+        "sampling_rate",
         "size",
         "skipped_count",
         "source",
@@ -120,6 +141,8 @@ class BatchInfo:
         "start_ns",
         "success_count",
         "token",
+        "unsampled_count",
+        "unsampled_scope",
     )
 
     def __init__(self, source: Source, records: list[Any], lambda_context: Any, start_ns: int) -> None:
@@ -139,6 +162,9 @@ class BatchInfo:
         self.span: Any = None
         self.token: Any = None
         self.extra: dict[str, Any] = {}
+        self.sampling_rate = 1.0
+        self.unsampled_count = 0
+        self.unsampled_scope: tuple[Callable[[], Any], Callable[[Any], None]] | None = None
 
     @property
     def duration_s(self) -> float:
@@ -157,6 +183,8 @@ class BatchInfo:
         self.skipped_count = skipped
         size = self.size
         self.entire_batch_failed = size > 0 and success == 0 and len(infos) == size
+        if self.sampling_rate < 1.0:
+            self.unsampled_count = sum(1 for info in infos if not info.sampled and info.outcome == SUCCESS)
 
 
 def _shared_destination(source: Source, records: list[Any]) -> str | None:

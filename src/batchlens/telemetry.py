@@ -351,7 +351,14 @@ def configure(
     if log_format != "none":
         from batchlens._telemetry._structlog_setup import configure_structlog
 
-        configure_structlog(log_format, level)
+        if logs is None and _in_lambda(env):
+            # the Lambda default: batchlens' own lines need no structlog, so the application's first import of it
+            # (if any) configures it, and a function that never uses structlog does not load it (cold start)
+            from batchlens._telemetry._structlog_hook import configure_when_imported
+
+            configure_when_imported(lambda: configure_structlog(log_format, level))
+        else:
+            configure_structlog(log_format, level)
 
     return TelemetryHandle(
         tracer_provider=tracer_provider,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -141,9 +142,9 @@ def _in_lambda(env: Mapping[str, str]) -> bool:
 
 def _resolve_log_format(logs: str | None, env: Mapping[str, str]) -> str:
     if logs is None:
-        import structlog
-
-        if structlog.is_configured():
+        # not imported yet: nobody configured it (and importing it only to ask would cost the cold start)
+        structlog = sys.modules.get("structlog")
+        if structlog is not None and structlog.is_configured():
             return "none"
         return "json" if _in_lambda(env) else "console"
     if not isinstance(logs, str) or logs.strip().lower() not in LOG_FORMATS:

@@ -24,8 +24,6 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from batchlens._observer import NOT_READ, SKIPPED, noop_hook
 from batchlens._telemetry._errors import error_type, renders_as_is
 from batchlens._telemetry._log_lambda import JsonLinesLogger
@@ -86,7 +84,7 @@ def _fixed_level_classes() -> frozenset[type]:
     return frozenset(LEVEL_TO_FILTERING_LOGGER.values())
 
 
-_FIXED_LEVEL_CLASSES = _fixed_level_classes()
+_fixed_level: frozenset[type] | None = None  # _fixed_level_classes(), once structlog is in use
 
 
 def _enabled(logger: Any, level: int) -> bool:
@@ -160,7 +158,9 @@ class LoggingObserver:
     def _methods(self) -> tuple[Any, Any, Any]:
         """(success, failure, info) log methods for this batch; None where the level is filtered out."""
         output = self._output
-        configured = structlog.is_configured()
+        # structlog not imported yet is not configured either (and batchlens does not import it to ask)
+        structlog_module = sys.modules.get("structlog")
+        configured = structlog_module is not None and structlog_module.is_configured()
         if output == "stdlib" or (
             output == "auto"
             # structlog as configure() set it up is no choice of the application's
@@ -177,6 +177,8 @@ class LoggingObserver:
             return private.method(self._success_level), private.method(logging.ERROR), private.method(logging.INFO)
         # structlog's configuration (and the streams its default loggers bind at creation) as it stands now: the
         # methods of the last batch serve again while it is unchanged
+        import structlog
+
         key = (*structlog.get_config().values(), sys.stdout, sys.stderr)
         cached = self._structlog_methods
         if cached is not None and cached[0] == key:
@@ -188,8 +190,11 @@ class LoggingObserver:
         resolved = (success, failure, info)
         # only where the levels cannot change behind the configuration's back: structlog's filtering loggers fix
         # theirs in the class, a logger without is_enabled_for logs everything (a stdlib-backed one asks each time)
+        global _fixed_level
+        if _fixed_level is None:
+            _fixed_level = _fixed_level_classes()
         kind = type(logger)
-        if kind in _FIXED_LEVEL_CLASSES or getattr(kind, "is_enabled_for", None) is None:
+        if kind in _fixed_level or getattr(kind, "is_enabled_for", None) is None:
             self._structlog_methods = (key, resolved)
         return resolved
 

@@ -19,19 +19,21 @@ ending it to its owner.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from batchlens._observer import SKIPPED
+from batchlens._observer import NOT_READ, SKIPPED
 from batchlens._sources import Source, current_event
 from batchlens._telemetry._errors import error_type, exception_event, exception_message, format_exception
+from batchlens._telemetry._producers import producer_contexts, record_contexts
 from batchlens._telemetry._providers import is_noop_tracer_provider, span_link_limit, tracer_provider
 from batchlens._telemetry._w3c import caller_parent
-from batchlens._telemetry._xray import invocation_parent, parse_xray_header
+from batchlens._telemetry._xray import invocation_parent
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -61,6 +63,8 @@ BATCH_MESSAGE_COUNT = "messaging.batch.message_count"
 ERROR_TYPE = "error.type"
 BATCH_FAILURE_COUNT = "batchlens.batch.failure_count"
 BATCH_SUCCESS_COUNT = "batchlens.batch.success_count"
+BATCH_SAMPLING_RATE = "batchlens.batch.sampling_rate"
+BATCH_UNSAMPLED_COUNT = "batchlens.batch.unsampled_count"
 OTHER_ERROR = "_OTHER"  # semconv's error.type when there is no exception to name
 FAAS_TRIGGER = "faas.trigger"
 FAAS_INVOCATION_ID = "faas.invocation_id"
@@ -79,6 +83,7 @@ class _BatchState:
         "budget",
         "context",
         "document_keys",
+        "epoch_offset",
         "name",
         "owned",
         "parsed",
@@ -111,51 +116,9 @@ class _BatchState:
         # False when the batch span is an adopted span of the Lambda instrumentation: its owner ends it
         self.owned = True
         self.document_keys = False
-
-
-def producer_contexts(xray_header: str | None, carrier: Mapping[str, str] | None) -> list[SpanContext]:
-    """The producer span contexts a record carries: from the X-Ray header and from a W3C carrier, deduplicated.
-
-    Args:
-        xray_header: An ``AWSTraceHeader`` value, or None.
-        carrier: ``traceparent``/``tracestate`` values for the global propagator, or None.
-
-    Returns:
-        Zero, one or two valid remote span contexts; malformed headers are ignored.
-    """
-    found: list[SpanContext] = []
-    if xray_header is not None:
-        parsed = parse_xray_header(xray_header)
-        if parsed is not None:
-            found.append(parsed)
-    if carrier:
-        w3c = _extract_w3c(carrier)
-        if w3c is not None and not any(c.trace_id == w3c.trace_id and c.span_id == w3c.span_id for c in found):
-            found.append(w3c)
-    return found
-
-
-def _record_contexts(source: Source, raw: Any) -> list[SpanContext] | None:
-    try:
-        xray, carrier = source.producer_headers(raw)
-    except Exception:  # a record of the wrong shape has no producer context
-        return None
-    if xray is None and not carrier:
-        return None
-    return producer_contexts(xray, carrier) or None
-
-
-def _extract_w3c(carrier: Mapping[str, str]) -> SpanContext | None:
-    from opentelemetry import propagate
-    from opentelemetry.context import Context
-
-    try:
-        # an empty base context: with the current one, a carrier without traceparent would yield our own span
-        extracted = propagate.extract(carrier, context=Context())
-    except Exception:
-        return None
-    span_context = trace.get_current_span(extracted).get_span_context()
-    return span_context if span_context.is_valid else None
+        # time.time_ns() minus time.perf_counter_ns() at batch start: turns the processor's clock readings into
+        # span timestamps, for the spans of records left out by sampling, made after the record ran
+        self.epoch_offset = 0
 
 
 _CONSUMER = SpanKind.CONSUMER
@@ -257,6 +220,9 @@ class TracingObserver:
             self._producer_links(batch, state)
         attributes = template.copy()
         attributes[BATCH_MESSAGE_COUNT] = batch.size
+        if batch.sampling_rate < 1.0:
+            attributes[BATCH_SAMPLING_RATE] = batch.sampling_rate
+            state.epoch_offset = time.time_ns() - time.perf_counter_ns()
         lambda_context = batch.lambda_context
         if lambda_context is not None:
             attributes.update(self._lambda_constants(lambda_context, source.faas_trigger))
@@ -270,6 +236,7 @@ class TracingObserver:
                 parent = invocation_parent(provider)
         elif _adoptable(current):
             self._adopt(batch, state, current, attributes)
+            _unsampled_scope(batch, state)
             return
         if parent is None and lambda_context is not None and not current.get_span_context().is_valid:
             parent = caller_parent(lambda_context)  # the direct caller's W3C trace, context.w3c()
@@ -281,6 +248,7 @@ class TracingObserver:
         ctx = _set_span_in_context(span)
         state.context = ctx
         batch.token = _attach(ctx)
+        _unsampled_scope(batch, state)
 
     @staticmethod
     def _adopt(batch: BatchInfo, state: _BatchState, span: Any, attributes: dict[str, Any]) -> None:
@@ -359,7 +327,7 @@ class TracingObserver:
         for raw in batch.records:
             if len(batch_links) >= limit:
                 break
-            contexts = _record_contexts(source, raw)
+            contexts = record_contexts(source, raw)
             parsed.append(contexts)
             if contexts:
                 message_id = source.message_id(raw)
@@ -382,9 +350,10 @@ class TracingObserver:
         owned = state is None or state.owned
         try:
             if span.is_recording():
-                span.set_attributes(
-                    {BATCH_FAILURE_COUNT: batch.failure_count, BATCH_SUCCESS_COUNT: batch.success_count}
-                )
+                counts = {BATCH_FAILURE_COUNT: batch.failure_count, BATCH_SUCCESS_COUNT: batch.success_count}
+                if batch.sampling_rate < 1.0:
+                    counts[BATCH_UNSAMPLED_COUNT] = batch.unsampled_count
+                span.set_attributes(counts)
                 error = batch.error
                 if batch.entire_batch_failed or error is not None:
                     # an escaping error fails the whole invocation: Lambda retries every record
@@ -417,7 +386,9 @@ class TracingObserver:
                 attributes[DESTINATION_NAME] = destination
                 attributes.update(source.destination_attributes(raw))
             name = f"process {destination or source.messaging_system}"
-        message_id = record.message_id = source.message_id(raw)
+        message_id = record.message_id
+        if message_id is NOT_READ:
+            message_id = record.message_id = source.message_id(raw)
         if message_id is not None:
             attributes[MESSAGE_ID] = message_id
         source.add_record_attributes(raw, attributes)
@@ -430,11 +401,18 @@ class TracingObserver:
             if 0 <= index < len(parsed) and state.records[index] is raw:
                 contexts = parsed[index]
             else:
-                contexts = _record_contexts(source, raw)
+                contexts = record_contexts(source, raw)
             if contexts:
                 # the record span names its message itself; only the batch span's links carry the attribute
                 links = [Link(c) for c in contexts]
-        span = state.start_span(name, context=state.context, kind=_CONSUMER, attributes=attributes, links=links)
+        if record.sampled:
+            span = state.start_span(name, context=state.context, kind=_CONSUMER, attributes=attributes, links=links)
+        else:
+            # left out by sampling and failed: the span is made after the record ran, with its real start time
+            start_time = state.epoch_offset + record.start_ns
+            span = state.start_span(
+                name, context=state.context, kind=_CONSUMER, attributes=attributes, links=links, start_time=start_time
+            )
         record.span = span
         record.token = _attach(_set_span_in_context(span))
 
@@ -468,6 +446,8 @@ class TracingObserver:
         span: Span | None = record.span
         if span is None:
             return
+        # a record left out by sampling: its span, made after it ran, ends (and has its events) at its real end
+        end_time = None if record.sampled else _late_end(batch, record)
         try:
             if span.is_recording():
                 exc = record.exception
@@ -481,9 +461,9 @@ class TracingObserver:
                     span.set_status(Status(StatusCode.ERROR, message))
                     if record.outcome != SKIPPED:
                         # the semconv "exception" event, as record_exception() would add, formatted cheaply
-                        span.add_event("exception", exception_event(exc, message))
+                        span.add_event("exception", exception_event(exc, message), timestamp=end_time)
         finally:
-            span.end()
+            span.end(end_time)
 
     def flush(self, timeout_millis: int) -> None:
         """Export buffered spans through the provider's ``force_flush``, when it has one."""
@@ -491,3 +471,25 @@ class TracingObserver:
         force_flush = getattr(provider, "force_flush", None)
         if force_flush is not None:
             force_flush(timeout_millis)
+
+
+def _late_end(batch: BatchInfo, record: RecordInfo) -> int | None:
+    """The span end time (ns since the epoch) of a record left out by sampling: its real end."""
+    state: _BatchState | None = batch.extra.get(_STATE_KEY)
+    return None if state is None else state.epoch_offset + record.end_ns
+
+
+def _unsampled_scope(batch: BatchInfo, state: _BatchState) -> None:
+    """With record sampling on, what is current while a left-out record runs: an unsampled, non-recording span in
+    the batch's trace, so the spans its handler starts are not sampled (the SDK's default sampler follows the
+    parent's decision) and calls it makes propagate the decision."""
+    if batch.sampling_rate >= 1.0 or batch.span is None:
+        return
+    parent = batch.span.get_span_context()
+    if not parent.is_valid:
+        return
+    left_out = SpanContext(
+        parent.trace_id, parent.span_id, is_remote=False, trace_flags=TraceFlags(0), trace_state=parent.trace_state
+    )
+    ctx = _set_span_in_context(NonRecordingSpan(left_out), state.context)
+    batch.unsampled_scope = (partial(_attach, ctx), _detach)
