@@ -3,12 +3,15 @@
 Per batch, at its start: one ``batchlens.batch.oldest_record_age`` sample (how far behind the consumer is) and,
 when some SQS records were delivered before, one ``batchlens.records.redelivered`` add. At its end: the records'
 duration samples, one ``messaging.client.consumed.messages`` add per destination, one ``batchlens.records.failed``
-add per destination and error type that occurred, and one ``batchlens.batch.size`` sample with the batch's
-outcome. So the per-record path does no metrics work at all, and attribute dicts are built once per destination,
-error type and outcome (bounded caches) instead of once per batch.
+add per destination and error type that occurred, one ``batchlens.records.succeeded`` add per destination with
+successes, and one ``batchlens.batch.size`` sample with the batch's outcome. So the per-record path does no
+metrics work at all, and attribute dicts are built once per destination, error type and outcome (bounded caches)
+instead of once per batch.
 
-Consolidated: ``batchlens.batches`` is ``batchlens.batch.size``'s count by ``batchlens.batch.outcome``;
-successes are ``messaging.client.consumed.messages`` minus ``batchlens.records.failed``.
+Consolidated: ``batchlens.batches`` is ``batchlens.batch.size``'s count by ``batchlens.batch.outcome``.
+``batchlens.records.succeeded`` (the attributes of ``batchlens.records.failed`` without ``error.type``) counts
+records whose handler returned, exactly; it equals consumed minus failed, which the dashboards fall back to where
+it has no data (functions on a version without it, older time ranges).
 
 ``messaging.client.consumed.messages`` carries no ``error.type``: the semantic conventions count it once per
 message *delivery* ("dispatched to the application in push-based scenarios"), and its ``error.type`` is for a
@@ -66,6 +69,7 @@ beyond DynamoDB Streams' 24 h; Kinesis' longer retentions land in the overflow b
 DURATION = "messaging.process.duration"
 CONSUMED = "messaging.client.consumed.messages"
 FAILED = "batchlens.records.failed"
+SUCCEEDED = "batchlens.records.succeeded"
 BATCH_SIZE = "batchlens.batch.size"
 OLDEST_RECORD_AGE = "batchlens.batch.oldest_record_age"
 REDELIVERED = "batchlens.records.redelivered"
@@ -83,7 +87,7 @@ _MAX_CACHED = 256  # attribute sets (destinations x error types x outcomes) and 
 
 
 class _Instruments:
-    __slots__ = ("age", "batch_size", "consumed", "duration", "failed", "redelivered")
+    __slots__ = ("age", "batch_size", "consumed", "duration", "failed", "redelivered", "succeeded")
 
     def __init__(self, meter: Meter) -> None:
         self.duration: Histogram = _histogram(
@@ -96,6 +100,9 @@ class _Instruments:
             FAILED,
             unit="{record}",
             description="Records reported as failed (handler raised, or skipped by a circuit breaker).",
+        )
+        self.succeeded: Counter = meter.create_counter(
+            SUCCEEDED, unit="{record}", description="Records whose handler returned."
         )
         self.batch_size: Histogram = _histogram(
             meter, BATCH_SIZE, "{record}", "Records per processed batch, by batch outcome.", BATCH_SIZE_BUCKETS
@@ -309,12 +316,21 @@ class MetricsObserver:
                     record_duration((record.end_ns - record.start_ns) / 1e9, attributes, context=context)
                 except Exception as exc:  # a broken histogram must not cost the counters: re-raised below
                     fault = exc
+        batch_of = self._batch
         if consumed is None:
             if infos:
                 instruments.consumed.add(len(infos), success_attributes)
+                succeeded = len(infos) - sum(failures.values())
+                if succeeded:
+                    instruments.succeeded.add(succeeded, batch_of(system, shared, None))
         else:
             for destination, count in consumed.items():
                 instruments.consumed.add(count, attributes_of(system, destination, None))
+            for (destination, _), count in failures.items():
+                consumed[destination] -= count
+            for destination, count in consumed.items():
+                if count:
+                    instruments.succeeded.add(count, batch_of(system, destination, None))
         if failures:
             failed_of = self._failed
             add_failed = instruments.failed.add
@@ -327,7 +343,7 @@ class MetricsObserver:
             outcome_name = PARTIAL_FAILURE
         else:
             outcome_name = SUCCESS
-        instruments.batch_size.record(batch.size, self._batch(system, shared, outcome_name), context=context)
+        instruments.batch_size.record(batch.size, batch_of(system, shared, outcome_name), context=context)
         if fault is not None:
             raise fault
 
