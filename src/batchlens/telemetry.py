@@ -302,6 +302,11 @@ def configure(
         prometheus_reader, server = _start_prometheus(port, addr)
         readers.append(prometheus_reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    if "emf" in metric_names:
+        from batchlens._telemetry.emf import aggregate_in_python
+
+        # EMF alone: batchlens' metrics are aggregated in plain Python and written at each flush (same output)
+        aggregate_in_python(meter_provider, readers)
 
     is_global = False
     if set_global:

@@ -317,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kinesis", type=int, default=10_000, help="records of the Kinesis batch (0: skip)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-instructions", action="store_true")
+    parser.add_argument("--configs", default="APL", help="configurations to run (L/P and ratios need A, P, L)")
     parser.add_argument("--traces", help="OTEL_TRACES_EXPORTER for L (default: this branch's Lambda default)")
     parser.add_argument("--collector", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--one", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
@@ -335,9 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    jobs = [(name, "sqs", size) for size in sizes for name in "APL"]
+    jobs = [(name, "sqs", size) for size in sizes for name in "APL" if name in args.configs]
     if args.kinesis:
-        jobs += [(name, "kinesis", args.kinesis) for name in "AL"]
+        jobs += [(name, "kinesis", args.kinesis) for name in "AL" if name in args.configs]
     surroundings = Surroundings(args.traces)
     try:
         print(
@@ -347,7 +348,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         counted = None
         if not args.no_instructions and shutil.which("valgrind"):
             counted = instructions(surroundings.env, jobs)
-        print_tables(sizes, counted, timed, args.kinesis)
+        if set(args.configs) >= set("APL"):
+            print_tables(sizes, counted, timed, args.kinesis)
+        for job in jobs:
+            figures = f"{timed[job] / 1e3:,.0f} us"
+            if counted is not None:
+                figures = f"{counted[job]:,.0f} instructions, {figures}"
+            print(f"  {job[0]} {job[1]} x {job[2]}: {figures} per invocation")
     finally:
         received = surroundings.close()
     print(f"(the collector received {received['requests']} OTLP requests, {received['bytes']:,} bytes)")

@@ -27,9 +27,11 @@ and span id, so finding the slow record is a trace query, not an exemplar lookup
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from batchlens._observer import FAILURE, SUCCESS, noop_hook
 from batchlens._telemetry._errors import error_type
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
     from batchlens._config import Telemetry
     from batchlens._observer import BatchInfo, RecordInfo
+    from batchlens._telemetry._emf_direct import DirectMeter
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -87,9 +90,11 @@ _MAX_CACHED = 256  # attribute sets (destinations x error types x outcomes) and 
 
 
 class _Instruments:
-    __slots__ = ("age", "batch_size", "consumed", "duration", "failed", "redelivered", "succeeded")
+    __slots__ = ("age", "batch_size", "consumed", "duration", "failed", "lock", "redelivered", "succeeded")
 
     def __init__(self, meter: Meter) -> None:
+        # a DirectMeter's lock is held while a batch records (the SDK's instruments have their own)
+        self.lock: threading.Lock | None = getattr(meter, "lock", None)
         self.duration: Histogram = _histogram(
             meter, DURATION, "s", "Duration of processing one record.", DURATION_BUCKETS
         )
@@ -119,6 +124,25 @@ class _Instruments:
             unit="{record}",
             description="SQS records delivered more than once (ApproximateReceiveCount > 1).",
         )
+
+
+def _meter(provider: MeterProvider) -> Meter:
+    import batchlens
+
+    version = getattr(batchlens, "__version__", None)
+    try:
+        return provider.get_meter(METER_NAME, version, schema_url=SCHEMA_URL)
+    except TypeError:  # a provider written against an older API signature
+        return provider.get_meter(METER_NAME, version)
+
+
+def _direct_meter(provider: MeterProvider) -> DirectMeter | None:
+    """The plain-Python meter configure() registered for a provider whose only exporter is EMF, if any."""
+    if "batchlens._telemetry._emf_direct" not in sys.modules:
+        return None  # nothing registered one: no need to import it
+    from batchlens._telemetry._emf_direct import direct_meter
+
+    return direct_meter(provider)
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
@@ -199,14 +223,9 @@ class MetricsObserver:
     def _instruments_for(self, provider: MeterProvider) -> _Instruments:
         instruments = self._instruments
         if instruments is None or provider is not self._provider:
-            import batchlens
-
-            version = getattr(batchlens, "__version__", None)
-            try:
-                meter = provider.get_meter(METER_NAME, version, schema_url=SCHEMA_URL)
-            except TypeError:  # a provider written against an older API signature
-                meter = provider.get_meter(METER_NAME, version)
-            instruments = _Instruments(meter)
+            direct = _direct_meter(provider)
+            # a DirectMeter has the two Meter methods _Instruments calls, and instruments with add/record
+            instruments = _Instruments(cast("Meter", direct) if direct is not None else _meter(provider))
             self._instruments = instruments
             self._provider = provider
         return instruments
@@ -270,19 +289,34 @@ class MetricsObserver:
         if oldest is None and not redelivered:
             return
         attributes = self._batch(system, batch.destination, None)
-        if oldest is not None:
-            age = time.time() - oldest
-            instruments.age.record(
-                age if age > 0.0 else 0.0, attributes, context=_NO_EXEMPLAR or _no_exemplar_context()
-            )
-        if redelivered:
-            instruments.redelivered.add(redelivered, attributes)
+        lock = instruments.lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            if oldest is not None:
+                age = time.time() - oldest
+                instruments.age.record(
+                    age if age > 0.0 else 0.0, attributes, context=_NO_EXEMPLAR or _no_exemplar_context()
+                )
+            if redelivered:
+                instruments.redelivered.add(redelivered, attributes)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def batch_end(self, batch: BatchInfo) -> None:
         """Record every processed record's duration; add the consumed and failed counts; the size by outcome."""
         state: _BatchState | None = batch.extra.get(_STATE_KEY)
         if state is None:
             return
+        lock = state.instruments.lock
+        if lock is None:
+            self._record_batch(batch, state)
+            return
+        with lock:
+            self._record_batch(batch, state)
+
+    def _record_batch(self, batch: BatchInfo, state: _BatchState) -> None:
         instruments = state.instruments
         system = state.system
         shared = batch.destination
