@@ -103,6 +103,7 @@ MAX_VALUES_PER_ARRAY = 100
 MAX_DIMENSIONS = 30
 MAX_EVENT_BYTES = 256 * 1024
 MAX_DIMENSION_VALUE_CHARS = 1024
+_MAX_KNOWN_DIMENSIONS = 1024
 
 _UNITS = {
     "s": "Seconds",
@@ -189,6 +190,9 @@ class _Distribution:
         return parts
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once, not per document
+
+
 def _dimensions(attributes: Any, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """(key, value) of the dimension attributes present; CloudWatch values are 1-1024 characters."""
     found = []
@@ -203,17 +207,15 @@ def _dimensions(attributes: Any, keys: tuple[str, ...]) -> tuple[tuple[str, str]
 
 def _add(
     groups: dict[tuple[tuple[str, str], ...], tuple[list[int], dict[str, list[Any]]]],
-    keys: tuple[str, ...],
+    dims: tuple[tuple[str, str], ...],
     name: str,
     unit: str,
-    attributes: Any,
     time_unix_nano: int,
     value: Any,
     histogram: bool,
     adds: bool,
 ) -> None:
     """Merge one data point into the document of its dimension values (a histogram point: count, sum, ...)."""
-    dims = _dimensions(attributes or {}, keys)
     stamp, members = groups.setdefault(dims, ([0], {}))
     stamp[0] = max(stamp[0], time_unix_nano // 1_000_000)
     entry = members.get(name)
@@ -281,6 +283,7 @@ class EmfMetricExporter(MetricExporter):
         self.dimensions: tuple[str, ...] = tuple(dimensions)
         self.max_event_bytes = max_event_bytes
         self._out = out
+        self._known_dimensions: dict[int, tuple[Any, tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
 
     # -- MetricExporter ------------------------------------------------------------------------------------
     def export(
@@ -335,19 +338,27 @@ class EmfMetricExporter(MetricExporter):
                             value: Any = point if isinstance(point, HistogramDataPoint) else point.value
                             _add(
                                 groups,
-                                keys,
+                                _dimensions(point.attributes or {}, keys),
                                 metric.name,
                                 unit,
-                                point.attributes,
                                 point.time_unix_nano,
                                 value,
                                 histogram,
                                 adds,
                             )
+        known = self._known_dimensions
         for drained in direct:
             unit = cloudwatch_unit(drained.unit)
             for attributes, value in drained.points:
-                _add(groups, keys, drained.name, unit, attributes, direct_time_ns, value, drained.histogram, True)
+                # a DirectMeter hands over the same attribute dicts flush after flush
+                hit = known.get(id(attributes))
+                if hit is not None and hit[0] is attributes and hit[1] is keys:
+                    dims = hit[2]
+                else:
+                    dims = _dimensions(attributes, keys)
+                    if len(known) < _MAX_KNOWN_DIMENSIONS:
+                        known[id(attributes)] = (attributes, keys, dims)  # holds the dict: its id stays its own
+                _add(groups, dims, drained.name, unit, direct_time_ns, value, drained.histogram, True)
         for dims, (stamp, members) in groups.items():
             yield from self._group_documents(dims, stamp[0], members)
 
@@ -395,9 +406,11 @@ class EmfMetricExporter(MetricExporter):
         document.update(dims)
         for name, _, value in metrics:
             document[name] = value
-        line = json.dumps(document, separators=(",", ":"), allow_nan=False)
-        if len(line.encode()) <= self.max_event_bytes or len(metrics) == 1:
-            if len(metrics) == 1 and len(line.encode()) > self.max_event_bytes:
+        line = _encode(document)
+        # a character is at most 4 bytes in UTF-8: most documents need no encoding to know they fit
+        size = len(line) if len(line) * 4 <= self.max_event_bytes else len(line.encode())
+        if size <= self.max_event_bytes or len(metrics) == 1:
+            if len(metrics) == 1 and size > self.max_event_bytes:
                 _logger.warning("batchlens.telemetry: an EMF document of %d bytes exceeds the limit", len(line))
             yield line
             return
