@@ -223,6 +223,7 @@ def callgrind(env: dict[str, str], name: str, source: str, size: int, invocation
     match = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode or match is None:
         raise SystemExit(f"callgrind failed for {name} x {size}:\n{proc.stderr[-2000:]}")
+    print(f"  (callgrind {name} {source} x {size}, {invocations} invocations: {match.group(1)})", flush=True)
     return int(match.group(1))
 
 
@@ -251,6 +252,8 @@ def wall_times(env: dict[str, str], jobs: Sequence[tuple[str, str, int]], rounds
             invocations = 1 if source == "kinesis" else 10_000
             result = run_measured(env, _command(name, source, size, invocations, timed=True))
             medians[job].append(statistics.median(result["ns"]))
+    for job, values in medians.items():
+        print(f"  (wall time {' '.join(map(str, job))}: medians {[round(v / 1e3) for v in values]} us)", flush=True)
     return {job: statistics.median(values) for job, values in medians.items()}
 
 
