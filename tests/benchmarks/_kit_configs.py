@@ -104,13 +104,34 @@ def powertools_kit(source: str) -> Handler:
     return handler
 
 
+def record_sampling_supported() -> bool:
+    """Whether this branch's ``Telemetry`` takes ``record_sampling``."""
+    import dataclasses
+
+    import batchlens
+
+    telemetry = batchlens.Telemetry
+    return dataclasses.is_dataclass(telemetry) and any(
+        field.name == "record_sampling" for field in dataclasses.fields(telemetry)
+    )
+
+
 def batchlens_lambda(source: str) -> Handler:
-    """L: batchlens with configure()'s Lambda defaults; process_partial_response flushes with the context."""
+    """L: batchlens with configure()'s Lambda defaults; process_partial_response flushes with the context.
+
+    ``BENCH_RECORD_SAMPLING`` (set by bench_kit for the Kinesis batch when Telemetry takes it) samples records.
+    """
+    import os
+
     import batchlens
     from batchlens.telemetry import configure
 
     configure(service_name=SERVICE)
-    processor = batchlens.BatchProcessor(event_type=_event_type(batchlens, source))
+    sampling = os.environ.get("BENCH_RECORD_SAMPLING")
+    options: dict[str, Any] = {}
+    if sampling:
+        options["telemetry"] = batchlens.Telemetry(record_sampling=float(sampling))  # type: ignore[call-arg]
+    processor = batchlens.BatchProcessor(event_type=_event_type(batchlens, source), **options)
 
     def handler(event: dict[str, Any], context: Any) -> Any:
         return batchlens.process_partial_response(event, work, processor, context)

@@ -42,13 +42,14 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _kit_configs import CONFIGS, LambdaContext  # noqa: E402
+from _kit_configs import CONFIGS, LambdaContext, record_sampling_supported  # noqa: E402
 
 RESULT = "@@kit "  # prefix of the line a --one run reports on stderr
 TRACE_PARENT = "53995c3f42cd8ad8"
 # invocations per callgrind pair, by batch size: enough for a stable difference, few enough for callgrind
 INVOCATIONS = {1: (10, 50), 10: (5, 25), 100: (2, 6)}
 KINESIS_INVOCATIONS = (0, 1)
+KINESIS_RECORD_SAMPLING = "0.01"  # passed to L's Telemetry for the Kinesis batch when it takes record_sampling
 TIMED_SECONDS = 1.0  # wall-time budget of one timed interpreter
 
 
@@ -214,7 +215,14 @@ def run_measured(env: dict[str, str], command: list[str], stdout: Any = subproce
     return result
 
 
+def job_environment(env: dict[str, str], source: str) -> dict[str, str]:
+    if source == "kinesis" and record_sampling_supported():
+        return {**env, "BENCH_RECORD_SAMPLING": KINESIS_RECORD_SAMPLING}
+    return env
+
+
 def callgrind(env: dict[str, str], name: str, source: str, size: int, invocations: int) -> int:
+    env = job_environment(env, source)
     valgrind = shutil.which("valgrind")
     assert valgrind is not None
     command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
@@ -250,7 +258,7 @@ def wall_times(env: dict[str, str], jobs: Sequence[tuple[str, str, int]], rounds
         for job in jobs:
             name, source, size = job
             invocations = 1 if source == "kinesis" else 10_000
-            result = run_measured(env, _command(name, source, size, invocations, timed=True))
+            result = run_measured(job_environment(env, source), _command(name, source, size, invocations, timed=True))
             medians[job].append(statistics.median(result["ns"]))
     for job, values in medians.items():
         print(f"  (wall time {' '.join(map(str, job))}: medians {[round(v / 1e3) for v in values]} us)", flush=True)
@@ -300,7 +308,12 @@ def print_tables(
         pa_time = timed[("P", "sqs", size)] / timed[("A", "sqs", size)]
         print(f"| {size} | {' | '.join(cells)} | {lp} | {lp_time:.2f} | {pa_time:.2f} |")
     if kinesis:
-        print(f"Kinesis, {kinesis:,} records, 1% failing (no record sampling: Telemetry has no such option)")
+        sampling = (
+            f"record sampling {KINESIS_RECORD_SAMPLING}"
+            if record_sampling_supported()
+            else "no record sampling: Telemetry has no such option on this branch"
+        )
+        print(f"Kinesis, {kinesis:,} records, 1% failing ({sampling})")
         for name in "AL":
             per = timed[(name, "kinesis", kinesis)] / kinesis / 1e3
             text = f"{per:.2f} us/record"
