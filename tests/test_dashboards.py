@@ -17,6 +17,7 @@ OVERVIEW = DASHBOARDS / "batchlens-overview.json"
 # The metric contract (meter "batchlens"): OpenTelemetry name, instrument kind, unit.
 CONTRACT = [
     ("batchlens.records.failed", "counter", "{record}"),
+    ("batchlens.records.succeeded", "counter", "{record}"),
     ("messaging.client.consumed.messages", "counter", "{message}"),
     ("messaging.process.duration", "histogram", "s"),
     ("batchlens.batch.size", "histogram", "{record}"),
@@ -111,6 +112,7 @@ def test_contract_series_names() -> None:
     """The contract maps to the Prometheus names the exporter produces (dots to underscores, _total, _seconds)."""
     expected = {
         "batchlens_records_failed_total",
+        "batchlens_records_succeeded_total",
         "messaging_client_consumed_messages_total",
         "messaging_process_duration_seconds_bucket",
         "messaging_process_duration_seconds_sum",
@@ -257,6 +259,7 @@ def test_overview_has_the_issue_panels() -> None:
     """Records/s by outcome, failure ratio, failures by error type, duration quantiles, batches, batch size."""
     records = _panel("records per second by outcome")
     assert set(metric_names(_exprs(records))) == {
+        "batchlens_records_succeeded_total",
         "messaging_client_consumed_messages_total",
         "batchlens_records_failed_total",
     }
@@ -346,7 +349,23 @@ def test_overview_has_the_lag_redelivery_heatmap_and_top_errors_panels() -> None
 
 
 def test_overview_no_longer_reads_the_dropped_metrics() -> None:
-    """batchlens.batches and batchlens.records.succeeded are gone from the contract and from every query."""
+    """batchlens.batches is gone from the contract and from every query."""
     text = OVERVIEW.read_text(encoding="utf-8")
     assert "batchlens_batches_total" not in text
-    assert "batchlens_records_succeeded_total" not in text
+
+
+def test_successes_read_the_counter_and_fall_back_per_destination() -> None:
+    """succeeded = batchlens.records.succeeded, else (per system and destination) consumed minus failed."""
+    (success, _failure) = _panel("records per second by outcome")["targets"]
+    expr = " ".join(success["expr"].split())
+    grouping = "sum by (messaging_system, messaging_destination_name) "
+    counter, fallback = (part.strip() for part in expr[len("sum( ") : -len(" )")].split(" or (", 1))
+    assert metric_names(counter) == ["batchlens_records_succeeded_total"]
+    assert counter.startswith(grouping)
+    consumed, failed = (part.strip() for part in fallback.split(" - ", 1))
+    assert metric_names(consumed) == ["messaging_client_consumed_messages_total"]
+    assert consumed.startswith(grouping)
+    # no failures in the window must read as 0 failed, not as no data
+    assert metric_names(failed) == ["batchlens_records_failed_total", "messaging_client_consumed_messages_total"]
+    assert failed.count(grouping) == 2
+    assert failed.rstrip(" )").endswith("* 0")

@@ -128,6 +128,22 @@ def test_cloudwatch_dashboard_has_the_grafana_panels_cloudwatch_can_draw() -> No
     assert any(re.fullmatch(r"SORT\(\w+, SUM, DESC, 10\)", e["expression"]) for e in top)
 
 
+def test_succeeded_records_read_the_counter_and_fall_back_to_consumed_minus_failed() -> None:
+    """Succeeded = SUM of batchlens.records.succeeded where it has data in a period, else consumed - failed."""
+    (widget,) = [w for w in cloudwatch_metric_widgets() if w["properties"]["title"] == "Records by outcome"]
+    by_id = {entry["id"]: entry for entry in expressions(widget)}
+    (search,) = searches(by_id["succeededall"]["expression"])
+    assert search[1:] == (("messaging.system", "messaging.destination.name"), "batchlens.records.succeeded", "Sum")
+    assert by_id["counted"]["expression"] == "SUM(succeededall)"
+    assert by_id["c"]["expression"] == "SUM(consumed)"
+    assert by_id["f"]["expression"] == "SUM(failedall)"
+    # FILL(counted, -1) marks the periods without the counter (counts are never negative); failed is missing
+    # in periods without failures, hence FILL(f, 0)
+    assert by_id["s"]["expression"] == "IF(FILL(counted, -1) >= 0, FILL(counted, 0), c - FILL(f, 0))"
+    assert by_id["s"].get("visible", True)
+    assert not any(by_id[i].get("visible", True) for i in ("succeededall", "counted", "consumed", "failedall"))
+
+
 # What each instrument records (attribute names), per the metric contract, and the EMF dimension rules: the present
 # attributes among DIMENSION_ORDER, plus the [messaging.system, messaging.destination.name] rollup when that set
 # holds error.type or batchlens.batch.outcome.
@@ -136,6 +152,7 @@ CONTRACT_ATTRIBUTE_SETS = {
     "messaging.process.duration": [("success",), ("error.type",)],
     "messaging.client.consumed.messages": [("success",)],  # no error.type: one count per delivery
     "batchlens.records.failed": [("error.type",)],
+    "batchlens.records.succeeded": [()],  # failed's attributes without error.type
     "batchlens.batch.size": [("batchlens.batch.outcome",)],
     "batchlens.batch.oldest_record_age": [()],
     "batchlens.records.redelivered": [()],

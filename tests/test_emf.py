@@ -218,6 +218,7 @@ def test_units_are_cloudwatch_units(pipeline: Pipeline) -> None:
         "messaging.process.duration": "Seconds",
         "batchlens.batch.oldest_record_age": "Seconds",
         "messaging.client.consumed.messages": "Count",
+        "batchlens.records.succeeded": "Count",
         "batchlens.batch.size": "Count",
     }
     assert [cloudwatch_unit(u) for u in ("{batch}", "ms", "By", "1", "", None, "furlongs")] == [

@@ -129,14 +129,45 @@ def test_failed_counter_counts_records_per_error_type(telemetry, metric_reader):
 
 
 def test_dropped_metrics_are_not_emitted(telemetry, metric_reader):
-    """batchlens.batches and batchlens.records.succeeded are gone (batch.size's count and consumed - failed)."""
+    """batchlens.batches is gone (batch.size's count by outcome)."""
     processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
 
     process_partial_response(sqs_event(["ok", "fail"], queue="orders", seed=1), handler, processor)
 
     assert metric(metric_reader, "batchlens.batches") is None
-    assert metric(metric_reader, "batchlens.records.succeeded") is None
     assert metric(metric_reader, "batchlens.batch.size") is not None
+
+
+def test_succeeded_counter_counts_returned_records_with_failed_attributes_minus_error_type(telemetry, metric_reader):
+    """batchlens.records.succeeded: records whose handler returned, under failed's attributes without error.type."""
+    event = sqs_event(["ok", "fail", "ok", "missing", "fail", "ok", "ok"], queue="orders", seed=1)
+    processor = BatchProcessor(EventType.SQS, telemetry=telemetry)
+
+    process_partial_response(event, handler, processor)
+
+    succeeded = points(metric_reader, "batchlens.records.succeeded")
+    assert {k: p.value for k, p in succeeded.items()} == {key(): 4}
+    assert metric(metric_reader, "batchlens.records.succeeded").unit == "{record}"
+    failed_keys = {
+        frozenset((k, v) for k, v in attributes if k != "error.type")
+        for attributes in points(metric_reader, "batchlens.records.failed")
+    }
+    assert failed_keys == set(succeeded)
+
+
+def test_succeeded_counter_is_not_added_when_every_record_failed():
+    """A batch without successes makes no zero add to batchlens.records.succeeded."""
+    provider = RecordingMeterProvider()
+    processor = BatchProcessor(
+        EventType.SQS, telemetry=Telemetry(meter_provider=provider, tracing=False, logging=False)
+    )
+
+    with pytest.raises(BatchProcessingError):
+        process_partial_response(sqs_event(["fail", "missing"], queue="orders", seed=3), handler, processor)
+
+    by_name = calls_by_name(provider)
+    assert sum(amount for amount, _ in by_name["batchlens.records.failed"]) == 2
+    assert "batchlens.records.succeeded" not in by_name
 
 
 def test_error_type_is_module_qualified_for_non_builtin_exceptions(telemetry, metric_reader):
@@ -253,6 +284,11 @@ def test_mixed_destinations_are_counted_per_queue(telemetry, metric_reader):
     assert failed == {
         attrs(messaging__system="aws_sqs", messaging__destination__name="queue-a", error__type="ValueError"): 1
     }
+    succeeded = {k: p.value for k, p in points(metric_reader, "batchlens.records.succeeded").items()}
+    assert succeeded == {
+        attrs(messaging__system="aws_sqs", messaging__destination__name="queue-a"): 1,
+        attrs(messaging__system="aws_sqs", messaging__destination__name="queue-b"): 1,
+    }
     size = points(metric_reader, "batchlens.batch.size")
     assert set(size) == {attrs(messaging__system="aws_sqs", batchlens__batch__outcome="partial_failure")}
     durations = points(metric_reader, "messaging.process.duration")
@@ -279,6 +315,7 @@ def test_counters_are_added_once_per_batch_and_attribute_set():
     by_name = calls_by_name(provider)
     assert len(by_name["messaging.process.duration"]) == 200
     assert by_name["batchlens.records.failed"] == [(20, {**SQS_ORDERS, "error.type": "ValueError"})]
+    assert by_name["batchlens.records.succeeded"] == [(180, SQS_ORDERS)]
     assert by_name["messaging.client.consumed.messages"] == [
         (200, {**SQS_ORDERS, "messaging.operation.name": "process"})
     ]
@@ -287,6 +324,7 @@ def test_counters_are_added_once_per_batch_and_attribute_set():
     assert set(by_name) == {
         "messaging.process.duration",
         "batchlens.records.failed",
+        "batchlens.records.succeeded",
         "messaging.client.consumed.messages",
         "batchlens.batch.size",
         "batchlens.batch.oldest_record_age",
@@ -306,10 +344,12 @@ def test_a_successful_batch_makes_no_zero_valued_adds():
     assert set(by_name) == {
         "messaging.process.duration",
         "messaging.client.consumed.messages",
+        "batchlens.records.succeeded",
         "batchlens.batch.size",
         "batchlens.batch.oldest_record_age",
     }
     assert by_name["messaging.client.consumed.messages"] == [(3, {**SQS_ORDERS, "messaging.operation.name": "process"})]
+    assert by_name["batchlens.records.succeeded"] == [(3, SQS_ORDERS)]
 
 
 def test_attribute_sets_are_built_once_per_destination_and_outcome():

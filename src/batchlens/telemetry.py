@@ -338,6 +338,11 @@ def configure(
         readers.append(prometheus_reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     watch.attach(tracer_provider, meter_provider)
+    if "emf" in metric_names:
+        from batchlens._telemetry.emf import aggregate_in_python
+
+        # EMF alone: batchlens' metrics are aggregated in plain Python and written at each flush (same output)
+        aggregate_in_python(meter_provider, readers)
 
     is_global = False
     if set_global:

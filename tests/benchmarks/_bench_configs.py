@@ -131,8 +131,8 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
 
     Per batch: a CONSUMER span with the messaging attributes (current while records run) and its counts at the
     end, the ``batch processed`` log entry with the batch span's ids, the oldest-record age sample (and the
-    redeliveries, when any) at its start, the consumed and failed counters and the batch-size histogram by outcome
-    at its end. Per record: a
+    redeliveries, when any) at its start, the consumed, failed and succeeded counters and the batch-size histogram
+    by outcome at its end. Per record: a
     CONSUMER child span with six attributes at start, current while the handler runs; on success the captured
     JSON result and its size; on failure ``error.type``, an error status and an exception event; one structlog
     entry with the contract's keys (trace and span id included); one duration histogram sample.
@@ -153,6 +153,7 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
     )
     sizes = meter.create_histogram("batchlens.batch.size", unit="{record}")
     failed = meter.create_counter("batchlens.records.failed", unit="{record}")
+    succeeded = meter.create_counter("batchlens.records.succeeded", unit="{record}")
     consumed = meter.create_counter("messaging.client.consumed.messages", unit="{message}")
     ages = meter.create_histogram("batchlens.batch.oldest_record_age", unit="s")
     redelivered = meter.create_counter("batchlens.records.redelivered", unit="{record}")
@@ -251,6 +252,8 @@ def contract_floor(tracer_provider: TracerProvider, meter_provider: MeterProvide
         consumed.add(len(records), metric_attributes)
         if failures:
             failed.add(len(failures), {**outcome_attributes, "error.type": "ValueError"})
+        if len(records) > len(failures):
+            succeeded.add(len(records) - len(failures), outcome_attributes)
         outcome = "partial_failure" if failures else "success"
         sizes.record(len(records), {**outcome_attributes, "batchlens.batch.outcome": outcome}, context=no_exemplar)
         batch_span.set_attributes(

@@ -23,6 +23,7 @@ With --breakdown it also prints what each observer costs on its own (batchlens w
 same providers, interleaved rounds) and the cost of capturing one ~200-byte dict result.
 This is not a test: it prints figures and ratios, and exits 0.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -101,9 +101,32 @@ def _run_round(sqs_processor: Any, kinesis_processor: Any) -> None:
         process_partial_response(event, _record_handler, kinesis_processor)
 
 
+def _kinesis_without_success_counter() -> None:
+    """The Kinesis stream's function plays a batchlens version without batchlens.records.succeeded."""
+    from batchlens._telemetry import metrics
+
+    original = metrics._Instruments.__init__
+
+    class SqsOnly:
+        def __init__(self, counter: Any) -> None:
+            self.counter = counter
+
+        def add(self, amount: int, attributes: Any = None, context: Any = None) -> None:
+            if attributes.get("messaging.system") != "aws.kinesis":
+                self.counter.add(amount, attributes)
+
+    def init(self: Any, meter: Any) -> None:
+        original(self, meter)
+        self.succeeded = SqsOnly(self.succeeded)
+
+    metrics._Instruments.__init__ = init  # type: ignore[method-assign]
+
+
 def _metrics_worker() -> None:
     from batchlens import BatchProcessor, EventType
     from batchlens.telemetry import configure
+
+    _kinesis_without_success_counter()
 
     handle = configure(
         service_name="batchlens-integration",
@@ -325,6 +348,11 @@ def test_every_dashboard_query_against_real_prometheus(start_prometheus: Any, me
     records = sqs.panel("records per second by outcome")
     succeeded, failed = _single(records["A"]), _single(records["B"])
     assert succeeded > 0
+    # the exact counter is what the panel reads for the SQS queue
+    counted = prometheus.query(
+        f'sum(rate(batchlens_records_succeeded_total{{messaging_system="aws_sqs"}}[{window}]))', at=at
+    )
+    assert _single(counted) == pytest.approx(succeeded, rel=1e-9)
     assert failed / (succeeded + failed) == pytest.approx(SQS_FAILURE_RATIO, rel=1e-6)
     window_s = int(window[:-2]) / 1000  # increase() over the window = rate() over it x its length
 
@@ -393,6 +421,16 @@ def test_every_dashboard_query_against_real_prometheus(start_prometheus: Any, me
     (kinesis_outcomes,) = kinesis.panel("batches by outcome").values()
     assert set(_by_label(kinesis_outcomes, "batchlens_batch_outcome")) == {"success"}
     assert _single(kinesis.panel("records per batch")["A"]) == pytest.approx(KINESIS_BATCH, rel=1e-6)
+
+    # The stream's function has no success counter: its successes fall back to consumed minus failed.
+    assert prometheus.query('batchlens_records_succeeded_total{messaging_system="aws.kinesis"}', at=at) == []
+    kinesis_consumed = prometheus.query(
+        f'sum(rate(messaging_client_consumed_messages_total{{messaging_system="aws.kinesis"}}[{window}]))', at=at
+    )
+    assert _single(kinesis.panel("records per second by outcome")["A"]) == pytest.approx(
+        _single(kinesis_consumed), rel=1e-9
+    )
+    assert _single(kinesis_consumed) > 0
 
     # "All" selects both systems: every query has data and success throughput is the sum of both.
     everything = PanelResults(prometheus, at, ".*", ".*", window)

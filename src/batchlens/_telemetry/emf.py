@@ -42,6 +42,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
@@ -59,6 +60,7 @@ from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
     MetricExporter,
     MetricExportResult,
+    MetricReader,
     MetricsData,
     PeriodicExportingMetricReader,
     Sum,
@@ -66,6 +68,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
+
+from batchlens._telemetry._emf_direct import DirectMeter, DrainedMetric, HistogramPoint, register
 
 __all__ = [
     "DEFAULT_DIMENSIONS",
@@ -77,6 +81,7 @@ __all__ = [
     "NAMESPACE_VARIABLE",
     "EmfMetricExporter",
     "FlushMetricReader",
+    "aggregate_in_python",
     "cloudwatch_unit",
 ]
 
@@ -98,6 +103,7 @@ MAX_VALUES_PER_ARRAY = 100
 MAX_DIMENSIONS = 30
 MAX_EVENT_BYTES = 256 * 1024
 MAX_DIMENSION_VALUE_CHARS = 1024
+_MAX_KNOWN_DIMENSIONS = 1024
 
 _UNITS = {
     "s": "Seconds",
@@ -134,7 +140,7 @@ class _Distribution:
 
     __slots__ = ("bounds", "count", "counts", "max", "min", "sum")
 
-    def __init__(self, point: HistogramDataPoint) -> None:
+    def __init__(self, point: HistogramDataPoint | HistogramPoint) -> None:
         self.bounds: tuple[float, ...] = tuple(point.explicit_bounds)
         self.counts: list[int] = list(point.bucket_counts)
         self.count = int(point.count)
@@ -142,7 +148,7 @@ class _Distribution:
         self.min = float(point.min) if point.count else math.inf
         self.max = float(point.max) if point.count else -math.inf
 
-    def merge(self, point: HistogramDataPoint) -> None:
+    def merge(self, point: HistogramDataPoint | HistogramPoint) -> None:
         if tuple(point.explicit_bounds) == self.bounds and len(point.bucket_counts) == len(self.counts):
             self.counts = [a + b for a, b in zip(self.counts, point.bucket_counts, strict=True)]
         else:  # different boundaries cannot be added bucket by bucket: keep the statistics, drop the shape
@@ -184,6 +190,9 @@ class _Distribution:
         return parts
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # built once, not per document
+
+
 def _dimensions(attributes: Any, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """(key, value) of the dimension attributes present; CloudWatch values are 1-1024 characters."""
     found = []
@@ -194,6 +203,38 @@ def _dimensions(attributes: Any, keys: tuple[str, ...]) -> tuple[tuple[str, str]
             if text:
                 found.append((key, text))
     return tuple(found)
+
+
+def _add(
+    groups: dict[tuple[tuple[str, str], ...], tuple[list[int], dict[str, list[Any]]]],
+    dims: tuple[tuple[str, str], ...],
+    name: str,
+    unit: str,
+    time_unix_nano: int,
+    value: Any,
+    histogram: bool,
+    adds: bool,
+) -> None:
+    """Merge one data point into the document of its dimension values (a histogram point: count, sum, ...)."""
+    stamp, members = groups.setdefault(dims, ([0], {}))
+    stamp[0] = max(stamp[0], time_unix_nano // 1_000_000)
+    entry = members.get(name)
+    if histogram:
+        if not value.count:
+            return
+        if entry is None:
+            members[name] = [unit, _Distribution(value)]
+        else:
+            entry[1].merge(value)
+        return
+    if not math.isfinite(value):
+        return
+    if entry is None:
+        members[name] = [unit, value]
+    elif adds:
+        entry[1] += value
+    else:
+        entry[1] = value  # a level: the last one reported wins
 
 
 def _value_object(
@@ -242,12 +283,19 @@ class EmfMetricExporter(MetricExporter):
         self.dimensions: tuple[str, ...] = tuple(dimensions)
         self.max_event_bytes = max_event_bytes
         self._out = out
+        self._known_dimensions: dict[int, tuple[Any, tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
 
     # -- MetricExporter ------------------------------------------------------------------------------------
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        """Write one EMF line per document; never raises (a failure is logged and reported as FAILURE)."""
+    def export(
+        self, metrics_data: MetricsData | None, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        """Write one EMF line per document; never raises (a failure is logged and reported as FAILURE).
+
+        ``direct=(time_ns, drained)`` (from ``DirectMeter.drain``) adds batchlens' plain-Python metrics.
+        """
+        direct_time_ns, direct = kwargs.get("direct") or (0, ())
         try:
-            lines = list(self.documents(metrics_data))
+            lines = list(self.documents(metrics_data, direct, direct_time_ns))
             if lines:
                 out = self._out if self._out is not None else sys.stdout
                 out.write("".join(line + "\n" for line in lines))
@@ -265,41 +313,52 @@ class EmfMetricExporter(MetricExporter):
         """Nothing to release."""
 
     # -- documents -------------------------------------------------------------------------------------------
-    def documents(self, metrics_data: MetricsData) -> Iterable[str]:
-        """The EMF documents (serialised JSON, no newline) of ``metrics_data``."""
+    def documents(
+        self, metrics_data: MetricsData | None, direct: Sequence[DrainedMetric] = (), direct_time_ns: int = 0
+    ) -> Iterable[str]:
+        """The EMF documents (serialised JSON, no newline) of ``metrics_data`` and of batchlens' ``direct`` metrics.
+
+        ``direct`` is what a ``DirectMeter`` drained at ``direct_time_ns``: the same values the SDK's instruments
+        would have aggregated, written the same way.
+        """
         # dimension values -> (timestamp ms, {metric name: (unit, value or _Distribution)})
         groups: dict[tuple[tuple[str, str], ...], tuple[list[int], dict[str, list[Any]]]] = {}
         keys = self.dimensions
-        for resource_metrics in metrics_data.resource_metrics:
-            for scope_metrics in resource_metrics.scope_metrics:
-                for metric in scope_metrics.metrics:
-                    data = metric.data
-                    if not isinstance(data, (Sum, Gauge, HistogramData)):
-                        continue  # exponential histograms are not produced by batchlens' instruments
-                    unit = cloudwatch_unit(metric.unit)
-                    for point in data.data_points:
-                        attributes = point.attributes or {}
-                        dims = _dimensions(attributes, keys)
-                        stamp, members = groups.setdefault(dims, ([0], {}))
-                        stamp[0] = max(stamp[0], point.time_unix_nano // 1_000_000)
-                        entry = members.get(metric.name)
-                        if isinstance(point, HistogramDataPoint):
-                            if not point.count:
-                                continue
-                            if entry is None:
-                                members[metric.name] = [unit, _Distribution(point)]
-                            else:
-                                entry[1].merge(point)
-                            continue
-                        value = point.value
-                        if not math.isfinite(value):
-                            continue
-                        if entry is None:
-                            members[metric.name] = [unit, value]
-                        elif isinstance(data, Sum) and data.is_monotonic:
-                            entry[1] += value
-                        else:
-                            entry[1] = value  # a level: the last one reported wins
+        if metrics_data is not None:
+            for resource_metrics in metrics_data.resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        data = metric.data
+                        if not isinstance(data, (Sum, Gauge, HistogramData)):
+                            continue  # exponential histograms are not produced by batchlens' instruments
+                        unit = cloudwatch_unit(metric.unit)
+                        adds = isinstance(data, Sum) and data.is_monotonic
+                        for point in data.data_points:
+                            histogram = isinstance(point, HistogramDataPoint)
+                            value: Any = point if isinstance(point, HistogramDataPoint) else point.value
+                            _add(
+                                groups,
+                                _dimensions(point.attributes or {}, keys),
+                                metric.name,
+                                unit,
+                                point.time_unix_nano,
+                                value,
+                                histogram,
+                                adds,
+                            )
+        known = self._known_dimensions
+        for drained in direct:
+            unit = cloudwatch_unit(drained.unit)
+            for attributes, value in drained.points:
+                # a DirectMeter hands over the same attribute dicts flush after flush
+                hit = known.get(id(attributes))
+                if hit is not None and hit[0] is attributes and hit[1] is keys:
+                    dims = hit[2]
+                else:
+                    dims = _dimensions(attributes, keys)
+                    if len(known) < _MAX_KNOWN_DIMENSIONS:
+                        known[id(attributes)] = (attributes, keys, dims)  # holds the dict: its id stays its own
+                _add(groups, dims, drained.name, unit, direct_time_ns, value, drained.histogram, True)
         for dims, (stamp, members) in groups.items():
             yield from self._group_documents(dims, stamp[0], members)
 
@@ -347,9 +406,11 @@ class EmfMetricExporter(MetricExporter):
         document.update(dims)
         for name, _, value in metrics:
             document[name] = value
-        line = json.dumps(document, separators=(",", ":"), allow_nan=False)
-        if len(line.encode()) <= self.max_event_bytes or len(metrics) == 1:
-            if len(metrics) == 1 and len(line.encode()) > self.max_event_bytes:
+        line = _encode(document)
+        # a character is at most 4 bytes in UTF-8: most documents need no encoding to know they fit
+        size = len(line) if len(line) * 4 <= self.max_event_bytes else len(line.encode())
+        if size <= self.max_event_bytes or len(metrics) == 1:
+            if len(metrics) == 1 and size > self.max_event_bytes:
                 _logger.warning("batchlens.telemetry: an EMF document of %d bytes exceeds the limit", len(line))
             yield line
             return
@@ -364,16 +425,77 @@ class FlushMetricReader(PeriodicExportingMetricReader):
     ``PeriodicExportingMetricReader`` with an infinite interval starts no thread, but its last export on shutdown
     is done by that thread; here shutdown collects and exports first, so nothing recorded after the last flush
     is lost when the process ends.
+
+    With ``direct`` set (see :func:`aggregate_in_python`), each collection also drains that meter: batchlens'
+    own metrics, aggregated in plain Python, are written with the SDK's (the application's own instruments).
     """
 
     def __init__(self, exporter: MetricExporter) -> None:
         super().__init__(exporter, export_interval_millis=math.inf)
+        self.direct: DirectMeter | None = None
+        self._collecting = threading.Lock()
+        self._drained: tuple[int, list[DrainedMetric]] | None = None
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Collect and export now (with ``direct``, its metrics too)."""
+        self._collect_all(timeout_millis)
+        self._exporter.force_flush(timeout_millis=timeout_millis)
+        return True
+
+    def _collect_all(self, timeout_millis: float) -> None:
+        direct = self.direct
+        if direct is None:
+            self.collect(timeout_millis=timeout_millis)
+            return
+        with self._collecting:
+            self._drained = direct.drain()
+            try:
+                self.collect(timeout_millis=timeout_millis)  # exports through _receive_metrics when the SDK has data
+            finally:
+                drained, self._drained = self._drained, None
+            if drained is not None and drained[1]:
+                self._export(None, drained, timeout_millis)
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        if self.direct is None:
+            super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+            return
+        drained, self._drained = self._drained, None
+        self._export(metrics_data, drained, timeout_millis)
+
+    def _export(
+        self, metrics_data: MetricsData | None, drained: tuple[int, list[DrainedMetric]] | None, timeout_millis: float
+    ) -> None:
+        try:
+            with self._export_lock:
+                data: Any = metrics_data  # EmfMetricExporter takes None: only the drained metrics
+                self._exporter.export(data, timeout_millis=timeout_millis, direct=drained)
+        except Exception:
+            _logger.exception("batchlens.telemetry: exporting EMF metrics failed")
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Export what was recorded since the last flush, then shut the exporter down."""
         if not self._shutdown:
             try:
-                self.collect(timeout_millis=timeout_millis)
+                self._collect_all(timeout_millis)
             except Exception:
                 _logger.exception("batchlens.telemetry: the last EMF export failed")
         super().shutdown(timeout_millis, **kwargs)
+
+
+def aggregate_in_python(meter_provider: Any, readers: Sequence[MetricReader]) -> bool:
+    """When EMF is the provider's only exporter, have batchlens' metrics skip the SDK's instruments.
+
+    batchlens' metrics observer then records into a :class:`DirectMeter` (plain-Python aggregation) that the
+    reader drains at each flush; the EMF output is the same. Other instruments on the provider (the
+    application's) still go through the SDK and are written alongside. Returns whether it applied.
+    """
+    if len(readers) != 1:
+        return False
+    (reader,) = readers
+    if type(reader) is not FlushMetricReader or type(getattr(reader, "_exporter", None)) is not EmfMetricExporter:
+        return False
+    if reader.direct is None:
+        reader.direct = DirectMeter()
+    register(meter_provider, reader.direct)
+    return True

@@ -3,12 +3,15 @@
 Per batch, at its start: one ``batchlens.batch.oldest_record_age`` sample (how far behind the consumer is) and,
 when some SQS records were delivered before, one ``batchlens.records.redelivered`` add. At its end: the records'
 duration samples, one ``messaging.client.consumed.messages`` add per destination, one ``batchlens.records.failed``
-add per destination and error type that occurred, and one ``batchlens.batch.size`` sample with the batch's
-outcome. So the per-record path does no metrics work at all, and attribute dicts are built once per destination,
-error type and outcome (bounded caches) instead of once per batch.
+add per destination and error type that occurred, one ``batchlens.records.succeeded`` add per destination with
+successes, and one ``batchlens.batch.size`` sample with the batch's outcome. So the per-record path does no
+metrics work at all, and attribute dicts are built once per destination, error type and outcome (bounded caches)
+instead of once per batch.
 
-Consolidated: ``batchlens.batches`` is ``batchlens.batch.size``'s count by ``batchlens.batch.outcome``;
-successes are ``messaging.client.consumed.messages`` minus ``batchlens.records.failed``.
+Consolidated: ``batchlens.batches`` is ``batchlens.batch.size``'s count by ``batchlens.batch.outcome``.
+``batchlens.records.succeeded`` (the attributes of ``batchlens.records.failed`` without ``error.type``) counts
+records whose handler returned, exactly; it equals consumed minus failed, which the dashboards fall back to where
+it has no data (functions on a version without it, older time ranges).
 
 ``messaging.client.consumed.messages`` carries no ``error.type``: the semantic conventions count it once per
 message *delivery* ("dispatched to the application in push-based scenarios"), and its ``error.type`` is for a
@@ -24,9 +27,11 @@ and span id, so finding the slow record is a trace query, not an exemplar lookup
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from batchlens._observer import FAILURE, SUCCESS, noop_hook
 from batchlens._telemetry._errors import error_type
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
     from batchlens._config import Telemetry
     from batchlens._observer import BatchInfo, RecordInfo
+    from batchlens._telemetry._emf_direct import DirectMeter
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -66,6 +72,7 @@ beyond DynamoDB Streams' 24 h; Kinesis' longer retentions land in the overflow b
 DURATION = "messaging.process.duration"
 CONSUMED = "messaging.client.consumed.messages"
 FAILED = "batchlens.records.failed"
+SUCCEEDED = "batchlens.records.succeeded"
 BATCH_SIZE = "batchlens.batch.size"
 OLDEST_RECORD_AGE = "batchlens.batch.oldest_record_age"
 REDELIVERED = "batchlens.records.redelivered"
@@ -83,9 +90,11 @@ _MAX_CACHED = 256  # attribute sets (destinations x error types x outcomes) and 
 
 
 class _Instruments:
-    __slots__ = ("age", "batch_size", "consumed", "duration", "failed", "redelivered")
+    __slots__ = ("age", "batch_size", "consumed", "duration", "failed", "lock", "redelivered", "succeeded")
 
     def __init__(self, meter: Meter) -> None:
+        # a DirectMeter's lock is held while a batch records (the SDK's instruments have their own)
+        self.lock: threading.Lock | None = getattr(meter, "lock", None)
         self.duration: Histogram = _histogram(
             meter, DURATION, "s", "Duration of processing one record.", DURATION_BUCKETS
         )
@@ -96,6 +105,9 @@ class _Instruments:
             FAILED,
             unit="{record}",
             description="Records reported as failed (handler raised, or skipped by a circuit breaker).",
+        )
+        self.succeeded: Counter = meter.create_counter(
+            SUCCEEDED, unit="{record}", description="Records whose handler returned."
         )
         self.batch_size: Histogram = _histogram(
             meter, BATCH_SIZE, "{record}", "Records per processed batch, by batch outcome.", BATCH_SIZE_BUCKETS
@@ -112,6 +124,25 @@ class _Instruments:
             unit="{record}",
             description="SQS records delivered more than once (ApproximateReceiveCount > 1).",
         )
+
+
+def _meter(provider: MeterProvider) -> Meter:
+    import batchlens
+
+    version = getattr(batchlens, "__version__", None)
+    try:
+        return provider.get_meter(METER_NAME, version, schema_url=SCHEMA_URL)
+    except TypeError:  # a provider written against an older API signature
+        return provider.get_meter(METER_NAME, version)
+
+
+def _direct_meter(provider: MeterProvider) -> DirectMeter | None:
+    """The plain-Python meter configure() registered for a provider whose only exporter is EMF, if any."""
+    if "batchlens._telemetry._emf_direct" not in sys.modules:
+        return None  # nothing registered one: no need to import it
+    from batchlens._telemetry._emf_direct import direct_meter
+
+    return direct_meter(provider)
 
 
 def _histogram(meter: Meter, name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
@@ -192,14 +223,9 @@ class MetricsObserver:
     def _instruments_for(self, provider: MeterProvider) -> _Instruments:
         instruments = self._instruments
         if instruments is None or provider is not self._provider:
-            import batchlens
-
-            version = getattr(batchlens, "__version__", None)
-            try:
-                meter = provider.get_meter(METER_NAME, version, schema_url=SCHEMA_URL)
-            except TypeError:  # a provider written against an older API signature
-                meter = provider.get_meter(METER_NAME, version)
-            instruments = _Instruments(meter)
+            direct = _direct_meter(provider)
+            # a DirectMeter has the two Meter methods _Instruments calls, and instruments with add/record
+            instruments = _Instruments(cast("Meter", direct) if direct is not None else _meter(provider))
             self._instruments = instruments
             self._provider = provider
         return instruments
@@ -263,19 +289,34 @@ class MetricsObserver:
         if oldest is None and not redelivered:
             return
         attributes = self._batch(system, batch.destination, None)
-        if oldest is not None:
-            age = time.time() - oldest
-            instruments.age.record(
-                age if age > 0.0 else 0.0, attributes, context=_NO_EXEMPLAR or _no_exemplar_context()
-            )
-        if redelivered:
-            instruments.redelivered.add(redelivered, attributes)
+        lock = instruments.lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            if oldest is not None:
+                age = time.time() - oldest
+                instruments.age.record(
+                    age if age > 0.0 else 0.0, attributes, context=_NO_EXEMPLAR or _no_exemplar_context()
+                )
+            if redelivered:
+                instruments.redelivered.add(redelivered, attributes)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def batch_end(self, batch: BatchInfo) -> None:
         """Record every processed record's duration; add the consumed and failed counts; the size by outcome."""
         state: _BatchState | None = batch.extra.get(_STATE_KEY)
         if state is None:
             return
+        lock = state.instruments.lock
+        if lock is None:
+            self._record_batch(batch, state)
+            return
+        with lock:
+            self._record_batch(batch, state)
+
+    def _record_batch(self, batch: BatchInfo, state: _BatchState) -> None:
         instruments = state.instruments
         system = state.system
         shared = batch.destination
@@ -309,12 +350,21 @@ class MetricsObserver:
                     record_duration((record.end_ns - record.start_ns) / 1e9, attributes, context=context)
                 except Exception as exc:  # a broken histogram must not cost the counters: re-raised below
                     fault = exc
+        batch_of = self._batch
         if consumed is None:
             if infos:
                 instruments.consumed.add(len(infos), success_attributes)
+                succeeded = len(infos) - sum(failures.values())
+                if succeeded:
+                    instruments.succeeded.add(succeeded, batch_of(system, shared, None))
         else:
             for destination, count in consumed.items():
                 instruments.consumed.add(count, attributes_of(system, destination, None))
+            for (destination, _), count in failures.items():
+                consumed[destination] -= count
+            for destination, count in consumed.items():
+                if count:
+                    instruments.succeeded.add(count, batch_of(system, destination, None))
         if failures:
             failed_of = self._failed
             add_failed = instruments.failed.add
@@ -327,7 +377,7 @@ class MetricsObserver:
             outcome_name = PARTIAL_FAILURE
         else:
             outcome_name = SUCCESS
-        instruments.batch_size.record(batch.size, self._batch(system, shared, outcome_name), context=context)
+        instruments.batch_size.record(batch.size, batch_of(system, shared, outcome_name), context=context)
         if fault is not None:
             raise fault
 
