@@ -7,9 +7,9 @@ Configurations (``_kit_configs.py``): A Powertools' BatchProcessor bare; P Power
 Tracer + Metrics per record; L batchlens with ``configure(service_name=...)``'s Lambda defaults. Every one runs in
 its own interpreter with a Lambda-like environment: ``AWS_LAMBDA_FUNCTION_NAME``, ``LAMBDA_TASK_ROOT``,
 ``AWS_XRAY_DAEMON_ADDRESS`` pointing at a local UDP socket (the X-Ray daemon: the datagrams queue there unread),
-a sampled ``_X_AMZN_TRACE_ID`` (a new trace id per invocation, as the runtime sets it) and
-``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at a local HTTP collector in its own process (answers 200 to every
-POST). stdout (log lines, EMF) goes to /dev/null.
+a sampled ``_X_AMZN_TRACE_ID`` (a new trace id per invocation, as the runtime sets it) and, with ``--traces otlp``
+only, ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at a local HTTP collector in its own process (answers 200 to every
+POST); without it configure() takes the Lambda default with no collector, the X-Ray exporter. stdout (log lines, EMF) goes to /dev/null.
 
 Figures:
   - instructions per invocation, counted by valgrind's callgrind over all threads (the exporter threads too):
@@ -147,6 +147,9 @@ class Surroundings:
         traces = traces or os.environ.get("OTEL_TRACES_EXPORTER")
         if traces:
             self.env["OTEL_TRACES_EXPORTER"] = traces
+        if traces != "otlp":
+            # as deployed with no collector: the endpoint would make configure() pick OTLP (a collector is there)
+            del self.env["OTEL_EXPORTER_OTLP_ENDPOINT"]
 
     def datagrams(self) -> int:
         """How many datagrams reached the daemon since the last call (reads them off the socket)."""
