@@ -273,3 +273,38 @@ def test_configure_lambda_defaults_aggregate_in_python(monkeypatch: pytest.Monke
     finally:
         handle.shutdown()
         both.shutdown()
+
+
+def test_lambda_default_flushes_metrics_and_spans_in_the_calling_thread() -> None:
+    """configure()'s Lambda default (EMF only, X-Ray UDP): a flush starts no worker thread and writes the EMF line."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import threading
+        from batchlens import BatchProcessor, EventType, process_partial_response
+        from batchlens.telemetry import configure
+        from batchlens.testing import lambda_context, sqs_event
+
+        configure(service_name="orders")
+        processor = BatchProcessor(event_type=EventType.SQS)
+        process_partial_response(sqs_event(["a", "b"]), lambda record: None, processor, lambda_context())
+        names = sorted(t.name for t in threading.enumerate() if t.name.startswith("BatchlensFlush"))
+        print("flush threads:", names)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AWS_", "BATCHLENS_", "_X_AMZN"))}
+    env.update(
+        AWS_LAMBDA_FUNCTION_NAME="orders",
+        AWS_REGION="eu-west-1",
+        AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:9",  # nothing listens: UDP sends go nowhere, never wait
+        _X_AMZN_TRACE_ID="Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "flush threads: []"
+    assert any('"_aws"' in line and "messaging.client.consumed.messages" in line for line in lines)

@@ -341,8 +341,12 @@ def configure(
     if "emf" in metric_names:
         from batchlens._telemetry.emf import aggregate_in_python
 
-        # EMF alone: batchlens' metrics are aggregated in plain Python and written at each flush (same output)
-        aggregate_in_python(meter_provider, readers)
+        # EMF alone: batchlens' metrics are aggregated in plain Python and written at each flush (same output); the
+        # flush is a write to stdout, which never waits on a network, so the caller runs it (no thread hand-off)
+        if aggregate_in_python(meter_provider, readers):
+            from batchlens._telemetry._inline import mark_inline
+
+            mark_inline(meter_provider)
 
     is_global = False
     if set_global:
