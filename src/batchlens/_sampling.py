@@ -94,14 +94,26 @@ def _report_late(batch: BatchInfo, observer: ObserverChain, record: RecordInfo) 
 
 def run_unsampled(batch: BatchInfo, observer: ObserverChain, record: RecordInfo, process: Callable[[Any], Any]) -> Any:
     """Process a left-out record with ``process`` (the processor's ``_process_record``): no observer runs unless
-    it fails."""
-    tokens = _enter(batch, record)
+    it fails. ``_enter``, ``_leave`` and ``_done`` written out: this runs for nearly every record of a sampled
+    stream, where each call saved is a share of the per-record cost."""
+    scope = batch.unsampled_scope
+    inner = scope[0]() if scope is not None else None
+    record.start_ns = record.end_ns = perf_counter_ns()
+    token = _CURRENT.set(record)
     try:
         entry = process(record.raw)
     except BaseException as exc:
-        _aborted(batch, observer, record, tokens, exc)
+        _aborted(batch, observer, record, (token, inner), exc)
         raise
-    return _done(batch, observer, record, tokens, entry)
+    record.end_ns = perf_counter_ns()
+    _CURRENT.reset(token)
+    if scope is not None:
+        scope[1](inner)
+    if record.outcome != SUCCESS:
+        record.settle(entry)
+        if record.outcome != SUCCESS:
+            _report_late(batch, observer, record)
+    return entry
 
 
 async def async_run_unsampled(
