@@ -260,3 +260,17 @@ def test_caller_parent_reads_the_runtime_context():
     assert ids(trace.get_current_span(parent).get_span_context()) == (TRACE, SPAN)
     assert caller_parent(runtime_context({"tracestate": TRACESTATE})) is None
     assert caller_parent(None) is None
+
+
+def test_the_testing_context_carries_a_callers_traceparent(telemetry, span_exporter):
+    """batchlens.testing.lambda_context(traceparent=..., tracestate=...) gives w3c() as the runtime client does."""
+    from batchlens.testing import lambda_context
+
+    context = lambda_context(traceparent=TRACEPARENT, tracestate=TRACESTATE)
+    assert context.w3c() == {"traceparent": TRACEPARENT, "tracestate": TRACESTATE}
+    run_batch(telemetry, context)
+    batch = batch_span(span_exporter)
+    assert batch.parent is not None
+    assert ids(batch.parent) == (TRACE, SPAN)
+    assert batch.context.trace_state.to_header() == TRACESTATE
+    assert not hasattr(lambda_context(), "w3c")  # like a context from an event source mapping

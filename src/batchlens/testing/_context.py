@@ -82,6 +82,8 @@ def lambda_context(
     aws_request_id: str | None = None,
     seed: int | None = None,
     clock: Callable[[], float] = time.monotonic,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> FakeLambdaContext:
     """Build a fake Lambda context for calling a handler outside Lambda.
 
@@ -98,6 +100,10 @@ def lambda_context(
         seed: Makes the generated request id and log stream name deterministic.
         clock: Monotonic clock in seconds driving the countdown; inject one to test deadlines without
             sleeping.
+        traceparent: A direct caller's W3C ``traceparent``: the context then has ``w3c()``, as Lambda's runtime
+            client (awslambdaric 4.2+) gives it, returning this and ``tracestate`` when given. Without it the
+            context has no ``w3c`` method, like a context from an event source mapping.
+        tracestate: The caller's ``tracestate``, returned by ``w3c()`` beside ``traceparent``.
 
     Returns:
         A :class:`FakeLambdaContext`.
@@ -118,7 +124,7 @@ def lambda_context(
             return int((deadline - clock()) * 1000)
 
     day = datetime.fromtimestamp(gen.now_ms / 1000, tz=timezone.utc).strftime("%Y/%m/%d")
-    return FakeLambdaContext(
+    context = FakeLambdaContext(
         function_name=function_name,
         function_version=function_version,
         invoked_function_arn=f"arn:aws:lambda:{region}:{account_id}:function:{function_name}",
@@ -128,3 +134,13 @@ def lambda_context(
         log_stream_name=f"{day}/[{function_version}]{gen.hex(32)}",
         remaining=remaining,
     )
+    if traceparent is not None:
+        carrier = {"traceparent": traceparent}
+        if tracestate is not None:
+            carrier["tracestate"] = tracestate
+
+        def w3c() -> dict[str, str]:
+            return dict(carrier)
+
+        context.w3c = w3c  # type: ignore[attr-defined]
+    return context
