@@ -50,10 +50,11 @@ def silent_collector() -> Iterator[str]:
 
 
 class Collector:
-    """What an answering collector saw: request paths, in order, and how many connections were opened."""
+    """What an answering collector saw: request paths and bodies, in order, and how many connections were opened."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.bodies: list[tuple[str, bytes]] = []  # (path, request body)
         self.connections = 0
         self.lock = threading.Lock()
 
@@ -68,9 +69,10 @@ class _Answer(BaseHTTPRequestHandler):
             self.collector.connections += 1
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with self.collector.lock:
             self.collector.paths.append(self.path)
+            self.collector.bodies.append((self.path, body))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from _cli_support import handler_module, invoke, otel_globals_restored, run_command, write_event
+from _collector_support import answering_collector
 from _xray_support import Daemon, spans_of
 from _xray_support import daemon_fixture as daemon_fixture
 from batchlens import testing
@@ -124,35 +123,11 @@ def test_run_honours_otel_traces_exporter(
     assert "process my-queue (4 records)" in err
 
 
-class _Collector(BaseHTTPRequestHandler):
-    bodies: list[tuple[str, bytes]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        type(self).bodies.append((self.path, self.rfile.read(length)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
     """A fake OTLP/HTTP collector on 127.0.0.1 that keeps the request bodies."""
-    bodies: list[tuple[str, bytes]] = []
-    handler = type("Collector", (_Collector,), {"bodies": bodies})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with answering_collector() as (url, seen):
+        yield url, seen.bodies
 
 
 def test_run_traces_otlp_exports_to_the_collector(
