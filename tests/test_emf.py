@@ -17,12 +17,12 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
 from batchlens import BatchProcessingError, BatchProcessor, EventType, SqsFifoPartialProcessor, Telemetry
 from batchlens import process_partial_response as process
+from batchlens._telemetry._emf_reader import FlushMetricReader
 from batchlens._telemetry.emf import (
     DEFAULT_DIMENSIONS,
     MAX_METRICS_PER_DIRECTIVE,
     MAX_VALUES_PER_ARRAY,
     EmfMetricExporter,
-    FlushMetricReader,
     cloudwatch_unit,
 )
 from batchlens.testing import kinesis_event, lambda_context, sqs_event, sqs_fifo_event

@@ -23,7 +23,8 @@ import batchlens._base
 import batchlens._telemetry.metrics as metrics_module
 from batchlens import BatchProcessingError, BatchProcessor, EventType, Telemetry, process_partial_response
 from batchlens._telemetry._emf_direct import DirectMeter, direct_meter
-from batchlens._telemetry.emf import EmfMetricExporter, FlushMetricReader, aggregate_in_python
+from batchlens._telemetry._emf_reader import FlushMetricReader, aggregate_in_python
+from batchlens._telemetry.emf import EmfMetricExporter
 from batchlens.testing import kinesis_event, sqs_event
 
 NOW = 1_800_000_000.0  # the batch start time the age is measured from

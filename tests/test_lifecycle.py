@@ -244,7 +244,7 @@ def test_emf_in_managed_instances_writes_on_an_interval_instead_of_per_flush(
 ) -> None:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from batchlens._telemetry.emf import FlushMetricReader
+    from batchlens._telemetry._emf_reader import FlushMetricReader
 
     standard = _configure(handles, monkeypatch, AWS_LAMBDA_FUNCTION_NAME="fn")
     assert [type(r) for r in standard.metric_readers] == [FlushMetricReader]

@@ -339,7 +339,7 @@ def configure(
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     watch.attach(tracer_provider, meter_provider)
     if "emf" in metric_names:
-        from batchlens._telemetry.emf import aggregate_in_python
+        from batchlens._telemetry._emf_reader import aggregate_in_python
 
         # EMF alone: batchlens' metrics are aggregated in plain Python and written at each flush (same output); the
         # flush is a write to stdout, which never waits on a network, so the caller runs it (no thread hand-off)

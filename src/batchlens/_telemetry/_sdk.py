@@ -166,8 +166,9 @@ def _make_metric_reader(
     if name == "console":
         return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout))
     if name == "emf":
+        from batchlens._telemetry._emf_reader import FlushMetricReader
         from batchlens._telemetry._lifecycle import managed_instances
-        from batchlens._telemetry.emf import EmfMetricExporter, FlushMetricReader
+        from batchlens._telemetry.emf import EmfMetricExporter
 
         # No thread: documents are written at each flush (force_flush before the sandbox freezes,
         # handle.flush(), shutdown), so each invocation's metrics leave with the invocation. Managed Instances are
